@@ -1,0 +1,640 @@
+//! Plans: the ordered operations that turn actual state into desired state.
+//!
+//! [`diff`] is pure and deterministic: the same inputs give the same plan, in
+//! the same order (systems, then identities, then accounts, then the fixed
+//! order of [`Action`] kinds). Rendering is in [`crate::render`].
+
+use crate::ids::{AccountKey, EntitlementName, IdentityId, PolicyId, RoleId, RuleId, SystemId};
+use crate::state::{ActualState, Capabilities, Desired, DesiredState, Link};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// The format version written into saved plans.
+pub const PLAN_FORMAT: u32 = 1;
+
+/// A step of a deprovisioning policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepAction {
+    /// Disable every account (reversible).
+    Disable,
+    /// Remove every entitlement (group memberships, licences).
+    RemoveMemberships,
+    /// Delete every account.
+    Delete,
+}
+
+impl StepAction {
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::RemoveMemberships => "remove_memberships",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// Why an operation is in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    /// A birthright rule gave a role, which (perhaps through contained roles) gives this.
+    Birthright {
+        /// The rule that matched.
+        rule: RuleId,
+        /// The role the rule gave, then each contained role down to the one that carries this.
+        roles: Vec<RoleId>,
+    },
+    /// The system's attribute mapping computes a different value.
+    Mapping,
+    /// A deprovisioning policy step for a leaver.
+    Deprovisioning {
+        /// The policy that applies to the leaver's population.
+        policy: PolicyId,
+        /// The step.
+        step: StepAction,
+        /// The leaver's end date.
+        since: NaiveDate,
+    },
+    /// The identity is suspended by an operator.
+    Suspended,
+    /// The identity is not active yet (future start date).
+    NotStarted,
+    /// Nothing in policy justifies this access any more.
+    NotJustified,
+    /// The account belongs to no identity and the system's orphan policy acts on it.
+    Orphan,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Birthright { rule, roles } => {
+                write!(f, "rule {rule}")?;
+                for r in roles {
+                    write!(f, " → role {r}")?;
+                }
+                Ok(())
+            }
+            Reason::Mapping => f.write_str("attribute mapping"),
+            Reason::Deprovisioning {
+                policy,
+                step,
+                since,
+            } => {
+                write!(
+                    f,
+                    "leaver since {since}: policy {policy}, step {}",
+                    step.as_str()
+                )
+            }
+            Reason::Suspended => f.write_str("identity suspended"),
+            Reason::NotStarted => f.write_str("start date not reached"),
+            Reason::NotJustified => f.write_str("no longer justified by any rule"),
+            Reason::Orphan => f.write_str("orphaned account (system orphan policy)"),
+        }
+    }
+}
+
+/// One attribute's change in an update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttributeChange {
+    /// The value on the system, if any.
+    pub before: Option<String>,
+    /// The value to write.
+    pub after: String,
+}
+
+/// What one operation does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Create the account, enabled, with these attributes.
+    CreateAccount {
+        /// Attributes to write.
+        attributes: BTreeMap<String, String>,
+    },
+    /// Enable a disabled account.
+    EnableAccount,
+    /// Change these attributes only.
+    UpdateAccount {
+        /// Per attribute.
+        changes: BTreeMap<String, AttributeChange>,
+    },
+    /// Add one entitlement.
+    AddMembership {
+        /// The entitlement.
+        entitlement: EntitlementName,
+    },
+    /// Disable the account.
+    DisableAccount,
+    /// Remove one entitlement.
+    RemoveMembership {
+        /// The entitlement.
+        entitlement: EntitlementName,
+    },
+    /// Delete the account.
+    DeleteAccount,
+}
+
+impl Action {
+    /// Order of actions on one account: create before memberships, disable
+    /// before stripping, delete last.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Action::CreateAccount { .. } => 0,
+            Action::EnableAccount => 1,
+            Action::UpdateAccount { .. } => 2,
+            Action::AddMembership { .. } => 3,
+            Action::DisableAccount => 4,
+            Action::RemoveMembership { .. } => 5,
+            Action::DeleteAccount => 6,
+        }
+    }
+
+    /// A short name (`create`, `disable` …) for tables and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::CreateAccount { .. } => "create",
+            Action::EnableAccount => "enable",
+            Action::UpdateAccount { .. } => "update",
+            Action::AddMembership { .. } => "add_membership",
+            Action::DisableAccount => "disable",
+            Action::RemoveMembership { .. } => "remove_membership",
+            Action::DeleteAccount => "delete",
+        }
+    }
+
+    /// Whether this takes access away (what the mass-change guard counts).
+    pub fn is_deprovisioning(&self) -> bool {
+        matches!(self, Action::DisableAccount | Action::DeleteAccount)
+    }
+}
+
+/// One change on one system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    /// The system.
+    pub system: SystemId,
+    /// Whose account (none for an orphan).
+    pub identity: Option<IdentityId>,
+    /// The account.
+    pub account: AccountKey,
+    /// What to do.
+    #[serde(flatten)]
+    pub action: Action,
+    /// Why.
+    pub reasons: Vec<Reason>,
+}
+
+impl Operation {
+    /// A stable key for this operation's effect: the same change on the same
+    /// account always has the same key. Used for idempotency and audit.
+    pub fn key(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.system.as_str().as_bytes());
+        h.update([0]);
+        h.update(self.account.as_str().as_bytes());
+        h.update([0]);
+        // Serialising an Action cannot fail: it holds only strings and maps of strings.
+        h.update(serde_json::to_vec(&self.action).unwrap_or_default());
+        hex::encode(&h.finalize()[..16])
+    }
+}
+
+/// Something the planner noticed that is not an operation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Finding {
+    /// An account that no identity justifies.
+    Orphan {
+        /// Where.
+        system: SystemId,
+        /// The account.
+        account: AccountKey,
+    },
+    /// Correlation found several candidates; nothing was linked.
+    Ambiguous {
+        /// Where.
+        system: SystemId,
+        /// The account.
+        account: AccountKey,
+        /// The identities it could belong to.
+        identities: Vec<IdentityId>,
+    },
+    /// An identity's account key is taken by an account linked to someone else.
+    KeyConflict {
+        /// Where.
+        system: SystemId,
+        /// The key.
+        account: AccountKey,
+        /// Who wanted it.
+        wanted_by: IdentityId,
+        /// Who has it.
+        held_by: IdentityId,
+    },
+    /// The system cannot do what policy asks; what was done instead.
+    Unsupported {
+        /// Where.
+        system: SystemId,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// What to do with accounts that belong to no identity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrphanPolicy {
+    /// Report them; change nothing (the default).
+    #[default]
+    Report,
+    /// Disable them.
+    Disable,
+    /// Delete them.
+    Delete,
+}
+
+/// What the planner needs to know about one system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemInfo {
+    /// What it can do.
+    pub capabilities: Capabilities,
+    /// What to do with orphans.
+    pub orphans: OrphanPolicy,
+    /// The entitlements Tenure manages there; others are left alone.
+    pub entitlements: BTreeSet<EntitlementName>,
+}
+
+/// An ordered list of operations, with what it was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// [`PLAN_FORMAT`].
+    pub format: u32,
+    /// Hash of everything the plan was made from (policy, identities, links, actual state).
+    pub fingerprint: String,
+    /// When it was made.
+    pub made_at: DateTime<Utc>,
+    /// The date lifecycle statuses were evaluated for.
+    pub today: NaiveDate,
+    /// The operations, in execution order.
+    pub operations: Vec<Operation>,
+    /// What the planner noticed.
+    pub findings: Vec<Finding>,
+    /// Display names of the identities the operations concern.
+    pub labels: BTreeMap<IdentityId, String>,
+}
+
+impl Plan {
+    /// Counts of operations by action name.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for op in &self.operations {
+            *m.entry(op.action.name()).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+/// The planner's inputs beyond desired and actual state.
+pub struct DiffInput<'a> {
+    /// Every system in the policy.
+    pub systems: &'a BTreeMap<SystemId, SystemInfo>,
+    /// What policy says.
+    pub desired: &'a DesiredState,
+    /// What the systems hold.
+    pub actual: &'a ActualState,
+    /// Which account belongs to whom (persisted and newly correlated links).
+    pub links: &'a [Link],
+}
+
+/// Operations and findings: the body of a plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diff {
+    /// In execution order.
+    pub operations: Vec<Operation>,
+    /// Sorted.
+    pub findings: Vec<Finding>,
+}
+
+/// Compares desired with actual state and lists the operations that close the gap.
+pub fn diff(input: &DiffInput<'_>) -> Diff {
+    let mut out = Diff::default();
+    // (system, identity) -> linked account keys
+    let mut linked: BTreeMap<(&SystemId, &IdentityId), Vec<&AccountKey>> = BTreeMap::new();
+    let mut owner: BTreeMap<(&SystemId, &AccountKey), &IdentityId> = BTreeMap::new();
+    for l in input.links {
+        linked
+            .entry((&l.system, &l.identity))
+            .or_default()
+            .push(&l.account);
+        owner.insert((&l.system, &l.account), &l.identity);
+    }
+    let empty = Default::default();
+    for (system, info) in input.systems {
+        let accounts = input.actual.systems.get(system).unwrap_or(&empty);
+        let caps = info.capabilities;
+        for (identity, desired_identity) in &input.desired.identities {
+            let keys = linked.get(&(system, identity)).cloned().unwrap_or_default();
+            let desired = desired_identity.on(system);
+            match desired.as_ref() {
+                Desired::Account(d) => {
+                    let existing = keys.iter().find_map(|k| accounts.accounts.get(*k));
+                    match existing {
+                        None => {
+                            if let Some(holder) = owner.get(&(system, &d.key)) {
+                                if *holder != identity {
+                                    out.findings.push(Finding::KeyConflict {
+                                        system: system.clone(),
+                                        account: d.key.clone(),
+                                        wanted_by: identity.clone(),
+                                        held_by: (*holder).clone(),
+                                    });
+                                    continue;
+                                }
+                            }
+                            if !caps.create {
+                                out.findings.push(Finding::Unsupported {
+                                    system: system.clone(),
+                                    message: format!(
+                                        "{identity} needs an account but the system cannot create accounts"
+                                    ),
+                                });
+                                continue;
+                            }
+                            push(
+                                &mut out,
+                                system,
+                                identity,
+                                &d.key,
+                                Action::CreateAccount {
+                                    attributes: d.attributes.clone(),
+                                },
+                                d.reasons.clone(),
+                            );
+                            if caps.memberships {
+                                for (e, why) in &d.entitlements {
+                                    push(
+                                        &mut out,
+                                        system,
+                                        identity,
+                                        &d.key,
+                                        Action::AddMembership {
+                                            entitlement: e.clone(),
+                                        },
+                                        why.clone(),
+                                    );
+                                }
+                            }
+                        }
+                        Some(acct) => {
+                            if caps.disable && !acct.enabled {
+                                push(
+                                    &mut out,
+                                    system,
+                                    identity,
+                                    &acct.key,
+                                    Action::EnableAccount,
+                                    d.reasons.clone(),
+                                );
+                            }
+                            let changes: BTreeMap<String, AttributeChange> = d
+                                .attributes
+                                .iter()
+                                .filter(|(k, v)| acct.attributes.get(*k) != Some(*v))
+                                .map(|(k, v)| {
+                                    (
+                                        k.clone(),
+                                        AttributeChange {
+                                            before: acct.attributes.get(k).cloned(),
+                                            after: v.clone(),
+                                        },
+                                    )
+                                })
+                                .collect();
+                            if !changes.is_empty() && caps.update {
+                                push(
+                                    &mut out,
+                                    system,
+                                    identity,
+                                    &acct.key,
+                                    Action::UpdateAccount { changes },
+                                    vec![Reason::Mapping],
+                                );
+                            }
+                            if caps.memberships {
+                                for (e, why) in &d.entitlements {
+                                    if !acct.entitlements.contains(e) {
+                                        push(
+                                            &mut out,
+                                            system,
+                                            identity,
+                                            &acct.key,
+                                            Action::AddMembership {
+                                                entitlement: e.clone(),
+                                            },
+                                            why.clone(),
+                                        );
+                                    }
+                                }
+                                for e in &acct.entitlements {
+                                    if info.entitlements.contains(e)
+                                        && !d.entitlements.contains_key(e)
+                                    {
+                                        push(
+                                            &mut out,
+                                            system,
+                                            identity,
+                                            &acct.key,
+                                            Action::RemoveMembership {
+                                                entitlement: e.clone(),
+                                            },
+                                            vec![Reason::NotJustified],
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                Desired::Restricted {
+                    keep_entitlements,
+                    reasons,
+                } => {
+                    for key in &keys {
+                        let Some(acct) = accounts.accounts.get(*key) else {
+                            continue;
+                        };
+                        restrict(
+                            &mut out,
+                            system,
+                            info,
+                            identity,
+                            acct,
+                            *keep_entitlements,
+                            reasons,
+                        );
+                    }
+                }
+                Desired::Absent { reasons } => {
+                    for key in &keys {
+                        let Some(acct) = accounts.accounts.get(*key) else {
+                            continue;
+                        };
+                        if caps.delete {
+                            push(
+                                &mut out,
+                                system,
+                                identity,
+                                &acct.key,
+                                Action::DeleteAccount,
+                                reasons.clone(),
+                            );
+                        } else {
+                            out.findings.push(Finding::Unsupported {
+                                system: system.clone(),
+                                message: format!(
+                                    "cannot delete {}'s account {}; disabling and stripping it instead",
+                                    identity, acct.key
+                                ),
+                            });
+                            restrict(&mut out, system, info, identity, acct, false, reasons);
+                        }
+                    }
+                }
+            }
+        }
+        // Linked accounts whose identity policy does not know (removed from the
+        // store) and accounts linked to nobody are orphans.
+        for (key, acct) in &accounts.accounts {
+            let known = owner
+                .get(&(system, key))
+                .is_some_and(|id| input.desired.identities.contains_key(*id));
+            if known {
+                continue;
+            }
+            out.findings.push(Finding::Orphan {
+                system: system.clone(),
+                account: key.clone(),
+            });
+            match info.orphans {
+                OrphanPolicy::Report => {}
+                OrphanPolicy::Disable => {
+                    if caps.disable && acct.enabled {
+                        out.operations.push(Operation {
+                            system: system.clone(),
+                            identity: None,
+                            account: key.clone(),
+                            action: Action::DisableAccount,
+                            reasons: vec![Reason::Orphan],
+                        });
+                    }
+                }
+                OrphanPolicy::Delete => {
+                    if caps.delete {
+                        out.operations.push(Operation {
+                            system: system.clone(),
+                            identity: None,
+                            account: key.clone(),
+                            action: Action::DeleteAccount,
+                            reasons: vec![Reason::Orphan],
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out.findings.sort();
+    out
+}
+
+fn restrict(
+    out: &mut Diff,
+    system: &SystemId,
+    info: &SystemInfo,
+    identity: &IdentityId,
+    acct: &crate::state::Account,
+    keep_entitlements: bool,
+    reasons: &[Reason],
+) {
+    let caps = info.capabilities;
+    if caps.disable {
+        if acct.enabled {
+            push(
+                out,
+                system,
+                identity,
+                &acct.key,
+                Action::DisableAccount,
+                reasons.to_vec(),
+            );
+        }
+    } else if caps.delete {
+        // A leaver must lose access: a system that cannot disable gets the account deleted.
+        out.findings.push(Finding::Unsupported {
+            system: system.clone(),
+            message: format!(
+                "cannot disable {identity}'s account {}; deleting it instead",
+                acct.key
+            ),
+        });
+        push(
+            out,
+            system,
+            identity,
+            &acct.key,
+            Action::DeleteAccount,
+            reasons.to_vec(),
+        );
+        return;
+    }
+    if !keep_entitlements && caps.memberships {
+        for e in &acct.entitlements {
+            if info.entitlements.contains(e) {
+                push(
+                    out,
+                    system,
+                    identity,
+                    &acct.key,
+                    Action::RemoveMembership {
+                        entitlement: e.clone(),
+                    },
+                    reasons.to_vec(),
+                );
+            }
+        }
+    }
+}
+
+fn push(
+    out: &mut Diff,
+    system: &SystemId,
+    identity: &IdentityId,
+    account: &AccountKey,
+    action: Action,
+    reasons: Vec<Reason>,
+) {
+    out.operations.push(Operation {
+        system: system.clone(),
+        identity: Some(identity.clone()),
+        account: account.clone(),
+        action,
+        reasons,
+    });
+}
+
+/// Hashes any serialisable input into a hex fingerprint.
+pub fn fingerprint<T: Serialize + ?Sized>(parts: &[(&str, &T)]) -> String {
+    let mut h = Sha256::new();
+    for (name, part) in parts {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(serde_json::to_vec(part).unwrap_or_default());
+        h.update([0]);
+    }
+    hex::encode(h.finalize())
+}

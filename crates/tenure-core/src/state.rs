@@ -1,0 +1,145 @@
+//! Actual state (what connectors read from systems), desired state (what policy
+//! says each identity must have) and the links between accounts and identities.
+
+use crate::ids::{AccountKey, EntitlementName, IdentityId, SystemId};
+use crate::plan::Reason;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What a kind of system can do. Connectors declare it; the planner uses only
+/// what a system can do (a system that cannot disable gets its leavers deleted,
+/// a system without memberships gets no membership operations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Accounts can be listed (needed for reconciliation and correlation).
+    pub read: bool,
+    /// Accounts can be created.
+    pub create: bool,
+    /// Account attributes can be changed in place.
+    pub update: bool,
+    /// Accounts can be disabled and enabled without deleting them.
+    pub disable: bool,
+    /// Accounts can be deleted.
+    pub delete: bool,
+    /// Accounts hold entitlements (groups, roles, licences) that can be added and removed one at a time.
+    pub memberships: bool,
+    /// The system reports when each account last logged in.
+    pub last_login: bool,
+}
+
+impl Capabilities {
+    /// A system that can do everything except report last logins.
+    pub const FULL: Capabilities = Capabilities {
+        read: true,
+        create: true,
+        update: true,
+        disable: true,
+        delete: true,
+        memberships: true,
+        last_login: false,
+    };
+}
+
+/// One account as read from a system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The account's key on its system.
+    pub key: AccountKey,
+    /// Managed attributes, as the system holds them.
+    pub attributes: BTreeMap<String, String>,
+    /// Whether the account can be used (always true on systems that cannot disable).
+    pub enabled: bool,
+    /// Entitlements the account holds.
+    pub entitlements: BTreeSet<EntitlementName>,
+}
+
+/// Every account of one system, as read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemAccounts {
+    /// Accounts by key.
+    pub accounts: BTreeMap<AccountKey, Account>,
+}
+
+/// What the connectors read from every system.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActualState {
+    /// Per system.
+    pub systems: BTreeMap<SystemId, SystemAccounts>,
+}
+
+/// A persisted link between an account and the identity it belongs to: made
+/// when Tenure creates the account or when correlation finds exactly one match.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Link {
+    /// The system.
+    pub system: SystemId,
+    /// The account on it.
+    pub account: AccountKey,
+    /// Whose account it is.
+    pub identity: IdentityId,
+}
+
+/// An account one identity must have on one system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredAccount {
+    /// The account's key, from the system's key mapping.
+    pub key: AccountKey,
+    /// Managed attributes, from the system's attribute mapping.
+    pub attributes: BTreeMap<String, String>,
+    /// Entitlements, each with why.
+    pub entitlements: BTreeMap<EntitlementName, Vec<Reason>>,
+    /// Why the account exists at all.
+    pub reasons: Vec<Reason>,
+}
+
+/// What must be true of one identity's account on one system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Desired {
+    /// The account must exist, be enabled and hold exactly these entitlements.
+    Account(DesiredAccount),
+    /// If an account exists, it must be disabled; its entitlements are removed
+    /// unless `keep_entitlements`. Nothing is created. Leavers in the first
+    /// stages of deprovisioning, suspended people, and accounts that no rule
+    /// justifies any more are here.
+    Restricted {
+        /// Keep the entitlements (a first, reversible stage).
+        keep_entitlements: bool,
+        /// Why.
+        reasons: Vec<Reason>,
+    },
+    /// No account may exist: any account is deleted.
+    Absent {
+        /// Why.
+        reasons: Vec<Reason>,
+    },
+}
+
+/// What one identity must have everywhere. A system the identity has no entry
+/// for means: nothing justifies an account there (see [`DesiredIdentity::on`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredIdentity {
+    /// Per system.
+    pub systems: BTreeMap<SystemId, Desired>,
+}
+
+impl DesiredIdentity {
+    /// What must be true on `system`: an account nothing justifies is restricted
+    /// (disabled and stripped), never created.
+    pub fn on(&self, system: &SystemId) -> std::borrow::Cow<'_, Desired> {
+        match self.systems.get(system) {
+            Some(d) => std::borrow::Cow::Borrowed(d),
+            None => std::borrow::Cow::Owned(Desired::Restricted {
+                keep_entitlements: false,
+                reasons: vec![Reason::NotJustified],
+            }),
+        }
+    }
+}
+
+/// What policy says every identity must have.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredState {
+    /// Per identity.
+    pub identities: BTreeMap<IdentityId, DesiredIdentity>,
+}
