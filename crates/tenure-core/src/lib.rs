@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod correlate;
 pub mod events;
 pub mod guard;
 pub mod identity;

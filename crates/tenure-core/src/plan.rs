@@ -49,6 +49,13 @@ pub enum Reason {
         /// The role the rule gave, then each contained role down to the one that carries this.
         roles: Vec<RoleId>,
     },
+    /// A grant (an approved request, a manual grant) gave a role.
+    Grant {
+        /// Why the grant exists.
+        reason: String,
+        /// The role granted, then each contained role down to the one that carries this.
+        roles: Vec<RoleId>,
+    },
     /// The system's attribute mapping computes a different value.
     Mapping,
     /// A deprovisioning policy step for a leaver.
@@ -75,6 +82,13 @@ impl fmt::Display for Reason {
         match self {
             Reason::Birthright { rule, roles } => {
                 write!(f, "rule {rule}")?;
+                for r in roles {
+                    write!(f, " → role {r}")?;
+                }
+                Ok(())
+            }
+            Reason::Grant { reason, roles } => {
+                write!(f, "grant ({reason})")?;
                 for r in roles {
                     write!(f, " → role {r}")?;
                 }
@@ -237,6 +251,13 @@ pub enum Finding {
         /// Who has it.
         held_by: IdentityId,
     },
+    /// Evaluating policy for an identity failed; its access is left unchanged.
+    EvaluationFailed {
+        /// Whose.
+        identity: IdentityId,
+        /// The error.
+        message: String,
+    },
     /// The system cannot do what policy asks; what was done instead.
     Unsupported {
         /// Where.
@@ -287,6 +308,8 @@ pub struct Plan {
     pub findings: Vec<Finding>,
     /// Display names of the identities the operations concern.
     pub labels: BTreeMap<IdentityId, String>,
+    /// Display names of the systems.
+    pub system_names: BTreeMap<SystemId, String>,
 }
 
 impl Plan {
@@ -513,7 +536,9 @@ pub fn diff(input: &DiffInput<'_>) -> Diff {
         for (key, acct) in &accounts.accounts {
             let known = owner
                 .get(&(system, key))
-                .is_some_and(|id| input.desired.identities.contains_key(*id));
+                .is_some_and(|id| {
+                    input.desired.identities.contains_key(*id) || input.desired.skipped.contains(*id)
+                });
             if known {
                 continue;
             }

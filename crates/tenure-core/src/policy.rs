@@ -1,1 +1,805 @@
-//! (in progress)
+//! Compiled policy: validation of the whole configuration, and evaluation of
+//! desired state for an identity.
+//!
+//! [`Policy::compile`] checks everything `tenure check` promises (references
+//! between roles, rules and systems, role cycles, CEL syntax and the attributes
+//! CEL expressions use, deprovisioning steps) and reports every problem with
+//! its file, line and column. A [`Policy`] exists only for a valid
+//! configuration, so an invalid one can never be applied.
+//!
+//! Evaluation is pure: `now` is a parameter.
+
+use crate::config::{
+    declared_attributes, split_entitlement, Config, ConfigError, ConfigErrors, CorrelationConfig,
+    DeprovisioningMode, Location, SystemConfig, RESERVED_ATTRIBUTES,
+};
+use crate::identity::{EmploymentType, Identity, LifecycleStatus};
+use crate::ids::{AccountKey, EntitlementName, IdentityId, PolicyId, RoleId, RuleId, SystemId};
+use crate::plan::{fingerprint, Reason, StepAction, SystemInfo};
+use crate::state::{Desired, DesiredAccount, DesiredIdentity, DesiredState};
+use cel::{Context, Env, ExecutionError, Program, Value};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// A grant held outside birthright rules (an approved request, a manual grant),
+/// with its validity window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Who holds it.
+    pub identity: IdentityId,
+    /// The role granted.
+    pub role: RoleId,
+    /// Why, in words (`request #12 approved by E1001`).
+    pub reason: String,
+    /// From when (inclusive); none = already.
+    pub valid_from: Option<DateTime<Utc>>,
+    /// Until when (exclusive); none = no end.
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+impl Grant {
+    /// Whether the grant is in force at `now`.
+    pub fn in_force(&self, now: DateTime<Utc>) -> bool {
+        self.valid_from.is_none_or(|f| f <= now) && self.valid_until.is_none_or(|u| now < u)
+    }
+}
+
+/// Evaluating policy for one identity failed: the identity is left alone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("identity {identity}: {what} ({location}): {message}")]
+pub struct EvalError {
+    /// Whose evaluation failed.
+    pub identity: IdentityId,
+    /// Which expression (`rule sales`, `system crm key`, …).
+    pub what: String,
+    /// Where the expression is written.
+    pub location: Location,
+    /// What went wrong.
+    pub message: String,
+}
+
+struct Expr {
+    program: Program,
+    what: String,
+    location: Location,
+}
+
+struct CompiledRule {
+    id: RuleId,
+    when: Expr,
+    roles: Vec<RoleId>,
+}
+
+/// Something a role gives: an account on a system, perhaps with an entitlement.
+#[derive(Debug, Clone)]
+struct Gift {
+    path: Vec<RoleId>,
+    system: SystemId,
+    entitlement: Option<EntitlementName>,
+}
+
+struct CompiledSystem {
+    name: String,
+    key: Expr,
+    attributes: Vec<(String, Expr)>,
+    correlation: Option<CorrelationConfig>,
+    info: SystemInfo,
+}
+
+struct CompiledDeprovisioning {
+    id: PolicyId,
+    when: Expr,
+    mode: DeprovisioningMode,
+    steps: Vec<(i64, StepAction)>,
+}
+
+/// A validated, compiled configuration.
+pub struct Policy {
+    config: Config,
+    env: Arc<Env>,
+    rules: Vec<CompiledRule>,
+    gifts: BTreeMap<RoleId, Vec<Gift>>,
+    systems: BTreeMap<SystemId, CompiledSystem>,
+    deprovisioning: Vec<CompiledDeprovisioning>,
+    fingerprint: String,
+}
+
+/// The default deprovisioning when no policy matches a leaver: everything at once.
+pub const DEFAULT_DEPROVISIONING: &str = "default-immediate";
+
+fn cel_env() -> Result<Env, String> {
+    let mut env = Env::stdlib();
+    env.add_extension(cel::extensions::strings).map_err(|e| e.to_string())?;
+    env.add_extension(cel::extensions::lists).map_err(|e| e.to_string())?;
+    Ok(env)
+}
+
+/// Checks a system's connector settings; supplied by the caller (the connectors crate) so
+/// that the core knows no connector.
+pub type SettingsCheck<'a> = &'a dyn Fn(&SystemConfig) -> Vec<String>;
+
+impl Policy {
+    /// Validates and compiles a configuration. `check_settings` validates each
+    /// system's connector kind and settings and returns its problems.
+    pub fn compile(config: Config, check_settings: SettingsCheck<'_>) -> Result<Policy, ConfigErrors> {
+        let mut errs: Vec<ConfigError> = Vec::new();
+        let env = match cel_env() {
+            Ok(e) => Arc::new(e),
+            Err(m) => {
+                return Err(ConfigErrors(vec![ConfigError {
+                    location: Location { file: "<cel>".into(), line: 1, column: 1 },
+                    message: format!("cannot set up the CEL environment: {m}"),
+                }]));
+            }
+        };
+        let loc = |file: usize, offset: usize| config.location(file, offset);
+
+        // Duplicate ids.
+        fn dups<'a>(
+            items: impl Iterator<Item = (String, Location)>,
+            kind: &str,
+            errs: &mut Vec<ConfigError>,
+        ) {
+            let mut seen: BTreeMap<String, Location> = BTreeMap::new();
+            for (id, l) in items {
+                if let Some(first) = seen.get(&id) {
+                    errs.push(ConfigError {
+                        location: l,
+                        message: format!("{kind} {id:?} is already defined at {first}"),
+                    });
+                } else {
+                    seen.insert(id, l);
+                }
+            }
+        }
+        dups(config.sources.iter().map(|s| (s.item.id.to_string(), loc(s.file, s.span.start))), "source", &mut errs);
+        dups(config.systems.iter().map(|s| (s.item.id.to_string(), loc(s.file, s.span.start))), "system", &mut errs);
+        dups(config.roles.iter().map(|s| (s.item.id.to_string(), loc(s.file, s.span.start))), "role", &mut errs);
+        dups(config.rules.iter().map(|s| (s.item.id.to_string(), loc(s.file, s.span.start))), "rule", &mut errs);
+        dups(
+            config.deprovisioning.iter().map(|s| (s.item.id.to_string(), loc(s.file, s.span.start))),
+            "deprovisioning policy",
+            &mut errs,
+        );
+
+        // Guard.
+        let g = config.guard;
+        if !(g.max_deprovision_percent > 0.0 && g.max_deprovision_percent <= 100.0) {
+            errs.push(ConfigError {
+                location: Location { file: "[guard]".into(), line: 1, column: 1 },
+                message: format!(
+                    "max_deprovision_percent must be above 0 and at most 100, not {}",
+                    g.max_deprovision_percent
+                ),
+            });
+        }
+
+        // Sources.
+        for s in &config.sources {
+            let l = loc(s.file, s.span.start);
+            for a in s.item.attributes.keys() {
+                if RESERVED_ATTRIBUTES.contains(&a.as_str()) {
+                    errs.push(ConfigError {
+                        location: l.clone(),
+                        message: format!(
+                            "source {}: attribute {a:?} is reserved (reserved: {})",
+                            s.item.id,
+                            RESERVED_ATTRIBUTES.join(", ")
+                        ),
+                    });
+                }
+                if !is_cel_ident(a) {
+                    errs.push(ConfigError {
+                        location: l.clone(),
+                        message: format!(
+                            "source {}: attribute name {a:?} must be letters, digits and _ (it is used in CEL as identity.{a})",
+                            s.item.id
+                        ),
+                    });
+                }
+            }
+            for r in &s.item.required {
+                if !s.item.attributes.contains_key(r) {
+                    errs.push(ConfigError {
+                        location: l.clone(),
+                        message: format!("source {}: required attribute {r:?} is not in [source.attributes]", s.item.id),
+                    });
+                }
+            }
+            for (raw, t) in s.item.employment_types.iter().chain([(
+                &"default_employment_type".to_owned(),
+                &s.item.default_employment_type,
+            )]) {
+                if EmploymentType::parse(t).is_none() {
+                    errs.push(ConfigError {
+                        location: l.clone(),
+                        message: format!(
+                            "source {}: {raw:?} maps to unknown employment type {t:?} (known: {})",
+                            s.item.id,
+                            EmploymentType::ALL.map(|t| t.as_str()).join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+        let attributes = declared_attributes(&config);
+
+        let compile = |src: &toml::Spanned<String>, file: usize, what: String, errs: &mut Vec<ConfigError>| {
+            let location = loc(file, src.span().start);
+            match env.compile(src.get_ref()) {
+                Ok(program) => {
+                    let refs = program.references();
+                    let unknown: Vec<String> = refs
+                        .variables()
+                        .into_iter()
+                        .filter(|v| *v != "identity")
+                        .map(str::to_owned)
+                        .collect();
+                    if !unknown.is_empty() {
+                        errs.push(ConfigError {
+                            location: location.clone(),
+                            message: format!(
+                                "{what}: unknown variable {} (expressions can use `identity`)",
+                                unknown.join(", ")
+                            ),
+                        });
+                        return None;
+                    }
+                    Some(Expr { program, what, location })
+                }
+                Err(e) => {
+                    errs.push(ConfigError {
+                        location,
+                        message: format!("{what}: invalid CEL: {}", e.to_string().trim()),
+                    });
+                    None
+                }
+            }
+        };
+
+        // Systems.
+        let mut systems = BTreeMap::new();
+        for s in &config.systems {
+            let sys = &s.item;
+            let l = loc(s.file, s.span.start);
+            for problem in check_settings(sys) {
+                let at = sys.settings.as_ref().map(|t| loc(s.file, t.span().start)).unwrap_or_else(|| l.clone());
+                errs.push(ConfigError { location: at, message: format!("system {}: {problem}", sys.id) });
+            }
+            let key = compile(&sys.account.key, s.file, format!("system {} account key", sys.id), &mut errs);
+            let mut attrs = Vec::new();
+            for (name, src) in &sys.account.attributes {
+                if let Some(e) = compile(src, s.file, format!("system {} attribute {name}", sys.id), &mut errs) {
+                    attrs.push((name.clone(), e));
+                }
+            }
+            if let Some(c) = &sys.correlation {
+                let ok_identity = c.identity == "id" || attributes.contains(&c.identity);
+                if !ok_identity {
+                    errs.push(ConfigError {
+                        location: l.clone(),
+                        message: format!(
+                            "system {}: correlation identity attribute {:?} is not declared by any source",
+                            sys.id, c.identity
+                        ),
+                    });
+                }
+                if c.account != "key" && !sys.account.attributes.contains_key(&c.account) {
+                    errs.push(ConfigError {
+                        location: l.clone(),
+                        message: format!(
+                            "system {}: correlation account attribute {:?} is not a mapped account attribute (or `key`)",
+                            sys.id, c.account
+                        ),
+                    });
+                }
+            }
+            if let Some(key) = key {
+                systems.insert(
+                    sys.id.clone(),
+                    CompiledSystem {
+                        name: sys.name.clone().unwrap_or_else(|| sys.id.to_string()),
+                        key,
+                        attributes: attrs,
+                        correlation: sys.correlation.clone(),
+                        info: SystemInfo {
+                            capabilities: crate::state::Capabilities::FULL,
+                            orphans: sys.orphans,
+                            entitlements: sys.entitlements.iter().cloned().collect(),
+                        },
+                    },
+                );
+            }
+        }
+        let declared_systems: BTreeSet<&SystemId> = config.systems.iter().map(|s| &s.item.id).collect();
+
+        // Roles: direct gifts and containment.
+        let mut direct: BTreeMap<RoleId, (Vec<(SystemId, Option<EntitlementName>)>, Vec<RoleId>)> = BTreeMap::new();
+        let role_ids: BTreeSet<String> = config.roles.iter().map(|r| r.item.id.to_string()).collect();
+        for r in &config.roles {
+            let role = &r.item;
+            let mut gifts = Vec::new();
+            for a in &role.accounts {
+                let at = loc(r.file, a.span().start);
+                match SystemId::new(a.get_ref().as_str()) {
+                    Ok(id) if declared_systems.contains(&id) => gifts.push((id, None)),
+                    _ => errs.push(ConfigError {
+                        location: at,
+                        message: format!("role {}: account on unknown system {:?}", role.id, a.get_ref()),
+                    }),
+                }
+            }
+            for e in &role.entitlements {
+                let at = loc(r.file, e.span().start);
+                match split_entitlement(e.get_ref()) {
+                    Ok((sys, ent)) => match config.system(&sys) {
+                        None => errs.push(ConfigError {
+                            location: at,
+                            message: format!("role {}: entitlement {:?} is on unknown system {sys}", role.id, e.get_ref()),
+                        }),
+                        Some(sc) if !sc.entitlements.contains(&ent) => errs.push(ConfigError {
+                            location: at,
+                            message: format!(
+                                "role {}: entitlement {ent:?} is not declared in system {sys}'s entitlements",
+                                role.id
+                            ),
+                        }),
+                        Some(_) => gifts.push((sys, Some(ent))),
+                    },
+                    Err(m) => errs.push(ConfigError { location: at, message: format!("role {}: {m}", role.id) }),
+                }
+            }
+            let mut sub = Vec::new();
+            for c in &role.roles {
+                let at = loc(r.file, c.span().start);
+                match RoleId::new(c.get_ref().as_str()) {
+                    Ok(id) if role_ids.contains(id.as_str()) => sub.push(id),
+                    _ => errs.push(ConfigError {
+                        location: at,
+                        message: format!("role {}: contains unknown role {:?}", role.id, c.get_ref()),
+                    }),
+                }
+            }
+            direct.insert(role.id.clone(), (gifts, sub));
+        }
+        // Closure with cycle detection.
+        let mut gifts: BTreeMap<RoleId, Vec<Gift>> = BTreeMap::new();
+        for r in &config.roles {
+            let mut out = Vec::new();
+            let mut stack = vec![r.item.id.clone()];
+            if let Err(cycle) = expand(&direct, &mut stack, &mut out) {
+                errs.push(ConfigError {
+                    location: loc(r.file, r.span.start),
+                    message: format!("role {} contains itself: {}", r.item.id, cycle.join(" → ")),
+                });
+            }
+            gifts.insert(r.item.id.clone(), out);
+        }
+
+        // Rules.
+        let mut rules = Vec::new();
+        for r in &config.rules {
+            let rule = &r.item;
+            let when = compile(&rule.when, r.file, format!("rule {}", rule.id), &mut errs);
+            let mut roles = Vec::new();
+            for role in &rule.roles {
+                match RoleId::new(role.get_ref().as_str()) {
+                    Ok(id) if role_ids.contains(id.as_str()) => roles.push(id),
+                    _ => errs.push(ConfigError {
+                        location: loc(r.file, role.span().start),
+                        message: format!("rule {}: unknown role {:?}", rule.id, role.get_ref()),
+                    }),
+                }
+            }
+            if let Some(when) = when {
+                rules.push(CompiledRule { id: rule.id.clone(), when, roles });
+            }
+        }
+
+        // Deprovisioning.
+        let mut deprovisioning = Vec::new();
+        for d in &config.deprovisioning {
+            let p = &d.item;
+            let when = compile(&p.when, d.file, format!("deprovisioning {}", p.id), &mut errs);
+            let mut steps = Vec::new();
+            match p.mode {
+                DeprovisioningMode::Immediate => {
+                    if !p.steps.is_empty() {
+                        errs.push(ConfigError {
+                            location: loc(d.file, d.span.start),
+                            message: format!("deprovisioning {}: an immediate policy has no steps (use mode = \"staged\")", p.id),
+                        });
+                    }
+                }
+                DeprovisioningMode::Staged => {
+                    if p.steps.is_empty() {
+                        errs.push(ConfigError {
+                            location: loc(d.file, d.span.start),
+                            message: format!("deprovisioning {}: a staged policy needs at least one [[deprovisioning.step]]", p.id),
+                        });
+                    }
+                    let mut last = 0;
+                    for s in &p.steps {
+                        let at = loc(d.file, s.after.span().start);
+                        match crate::config::parse_delay(s.after.get_ref()) {
+                            Ok(secs) if secs < last => errs.push(ConfigError {
+                                location: at,
+                                message: format!("deprovisioning {}: steps must be in order of their delay", p.id),
+                            }),
+                            Ok(secs) => {
+                                last = secs;
+                                steps.push((secs, s.action));
+                            }
+                            Err(m) => errs.push(ConfigError { location: at, message: format!("deprovisioning {}: {m}", p.id) }),
+                        }
+                    }
+                }
+            }
+            if let Some(when) = when {
+                deprovisioning.push(CompiledDeprovisioning { id: p.id.clone(), when, mode: p.mode, steps });
+            }
+        }
+
+        // Dry run: every expression against a sample identity, to catch attributes no source declares.
+        if errs.is_empty() {
+            let sample = sample_value(&attributes);
+            let root = Context::with_env(env.clone());
+            let mut ctx = root.new_inner_scope();
+            ctx.add_variable_from_value("identity", sample);
+            let exprs = systems
+                .values()
+                .flat_map(|s| std::iter::once(&s.key).chain(s.attributes.iter().map(|(_, e)| e)))
+                .chain(rules.iter().map(|r| &r.when))
+                .chain(deprovisioning.iter().map(|d| &d.when));
+            for e in exprs {
+                if let Err(ExecutionError::NoSuchKey(k)) = e.program.execute(&ctx) {
+                    errs.push(ConfigError {
+                        location: e.location.clone(),
+                        message: format!(
+                            "{}: identity.{k} is not an attribute any source declares (declared: {})",
+                            e.what,
+                            attributes.iter().map(String::as_str).chain(RESERVED_ATTRIBUTES).collect::<Vec<_>>().join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+
+        if !errs.is_empty() {
+            errs.sort();
+            errs.dedup();
+            return Err(ConfigErrors(errs));
+        }
+        let fp = fingerprint(&[("files", &config.files)]);
+        Ok(Policy { config, env, rules, gifts, systems, deprovisioning, fingerprint: fp })
+    }
+
+    /// The configuration this policy was compiled from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A hash of the configuration text.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// What the planner needs to know about each system, with the capabilities the caller
+    /// learnt from each connector.
+    pub fn system_infos(
+        &self,
+        capabilities: &BTreeMap<SystemId, crate::state::Capabilities>,
+    ) -> BTreeMap<SystemId, SystemInfo> {
+        self.systems
+            .iter()
+            .map(|(id, s)| {
+                let mut info = s.info.clone();
+                if let Some(c) = capabilities.get(id) {
+                    info.capabilities = *c;
+                }
+                (id.clone(), info)
+            })
+            .collect()
+    }
+
+    /// Display name of a system.
+    pub fn system_name(&self, id: &SystemId) -> Option<&str> {
+        self.systems.get(id).map(|s| s.name.as_str())
+    }
+
+    /// The correlation rule of a system.
+    pub fn correlation(&self, id: &SystemId) -> Option<&CorrelationConfig> {
+        self.systems.get(id).and_then(|s| s.correlation.as_ref())
+    }
+
+    /// Evaluates every identity. Identities whose evaluation fails are listed in
+    /// `skipped` (the planner leaves their accounts alone) and their errors returned.
+    pub fn evaluate_all(
+        &self,
+        identities: &[Identity],
+        grants: &[Grant],
+        now: DateTime<Utc>,
+    ) -> (DesiredState, Vec<EvalError>) {
+        let mut by_identity: HashMap<&IdentityId, Vec<&Grant>> = HashMap::new();
+        for g in grants {
+            by_identity.entry(&g.identity).or_default().push(g);
+        }
+        let root = Context::with_env(self.env.clone());
+        let mut state = DesiredState::default();
+        let mut errors = Vec::new();
+        for identity in identities {
+            let gs = by_identity.get(identity.id()).map(Vec::as_slice).unwrap_or(&[]);
+            match self.evaluate_in(&root, identity, gs, now) {
+                Ok(d) => {
+                    state.identities.insert(identity.id().clone(), d);
+                }
+                Err(e) => {
+                    state.skipped.insert(identity.id().clone());
+                    errors.push(e);
+                }
+            }
+        }
+        (state, errors)
+    }
+
+    /// Evaluates one identity.
+    pub fn evaluate(&self, identity: &Identity, grants: &[&Grant], now: DateTime<Utc>) -> Result<DesiredIdentity, EvalError> {
+        let root = Context::with_env(self.env.clone());
+        self.evaluate_in(&root, identity, grants, now)
+    }
+
+    /// The deprovisioning policy that applies to an identity, and its steps with their due times.
+    pub fn leaver_schedule(
+        &self,
+        identity: &Identity,
+    ) -> Result<(PolicyId, Vec<(StepAction, DateTime<Utc>)>), EvalError> {
+        let root = Context::with_env(self.env.clone());
+        let value = identity_value(identity, LifecycleStatus::Leaver);
+        let mut ctx = root.new_inner_scope();
+        ctx.add_variable_from_value("identity", value);
+        let end = identity.record.end_date.unwrap_or(NaiveDate::MIN);
+        let start = end.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+        for d in &self.deprovisioning {
+            if eval_bool(&d.when, &ctx, identity.id())? {
+                let steps = match d.mode {
+                    DeprovisioningMode::Immediate => vec![(StepAction::Delete, start)],
+                    DeprovisioningMode::Staged => d
+                        .steps
+                        .iter()
+                        .map(|(secs, a)| (*a, start + chrono::Duration::seconds(*secs)))
+                        .collect(),
+                };
+                return Ok((d.id.clone(), steps));
+            }
+        }
+        let default = PolicyId::new(DEFAULT_DEPROVISIONING).map_err(|e| EvalError {
+            identity: identity.id().clone(),
+            what: "deprovisioning".into(),
+            location: Location { file: "<default>".into(), line: 1, column: 1 },
+            message: e.to_string(),
+        })?;
+        Ok((default, vec![(StepAction::Delete, start)]))
+    }
+
+    fn evaluate_in(
+        &self,
+        root: &Context<'_, '_>,
+        identity: &Identity,
+        grants: &[&Grant],
+        now: DateTime<Utc>,
+    ) -> Result<DesiredIdentity, EvalError> {
+        let today = now.date_naive();
+        let status = if identity.status == LifecycleStatus::Deleted {
+            LifecycleStatus::Deleted
+        } else {
+            identity.status_on(today)
+        };
+        let everywhere = |d: Desired| DesiredIdentity {
+            systems: self.systems.keys().map(|s| (s.clone(), d.clone())).collect(),
+        };
+        match status {
+            LifecycleStatus::Pending => {
+                return Ok(everywhere(Desired::Restricted {
+                    keep_entitlements: false,
+                    reasons: vec![Reason::NotStarted],
+                }));
+            }
+            LifecycleStatus::Suspended => {
+                return Ok(everywhere(Desired::Restricted {
+                    keep_entitlements: true,
+                    reasons: vec![Reason::Suspended],
+                }));
+            }
+            LifecycleStatus::Leaver | LifecycleStatus::Deleted => {
+                let (policy, steps) = self.leaver_schedule(identity)?;
+                let since = identity.record.end_date.unwrap_or(today);
+                let due: Vec<StepAction> = steps.iter().filter(|(_, at)| *at <= now).map(|(a, _)| *a).collect();
+                let reason = |step| vec![Reason::Deprovisioning { policy: policy.clone(), step, since }];
+                if status == LifecycleStatus::Deleted || due.contains(&StepAction::Delete) {
+                    return Ok(everywhere(Desired::Absent { reasons: reason(StepAction::Delete) }));
+                }
+                if due.contains(&StepAction::RemoveMemberships) {
+                    return Ok(everywhere(Desired::Restricted {
+                        keep_entitlements: false,
+                        reasons: reason(StepAction::RemoveMemberships),
+                    }));
+                }
+                if due.contains(&StepAction::Disable) {
+                    return Ok(everywhere(Desired::Restricted {
+                        keep_entitlements: true,
+                        reasons: reason(StepAction::Disable),
+                    }));
+                }
+                // No step due yet: access continues as if active.
+            }
+            LifecycleStatus::Active => {}
+        }
+
+        let value = identity_value(identity, status);
+        let mut ctx = root.new_inner_scope();
+        ctx.add_variable_from_value("identity", value);
+
+        // Roles from rules and grants, each with its reason.
+        let mut held: Vec<(RoleId, Reason)> = Vec::new();
+        for rule in &self.rules {
+            if eval_bool(&rule.when, &ctx, identity.id())? {
+                for role in &rule.roles {
+                    held.push((role.clone(), Reason::Birthright { rule: rule.id.clone(), roles: vec![] }));
+                }
+            }
+        }
+        for g in grants {
+            if g.in_force(now) {
+                held.push((g.role.clone(), Reason::Grant { reason: g.reason.clone(), roles: vec![] }));
+            }
+        }
+
+        let mut systems: BTreeMap<SystemId, DesiredAccount> = BTreeMap::new();
+        for (role, why) in held {
+            for gift in self.gifts.get(&role).map(Vec::as_slice).unwrap_or(&[]) {
+                let Some(sys) = self.systems.get(&gift.system) else { continue };
+                let reason = with_path(&why, &gift.path);
+                let acct = match systems.entry(gift.system.clone()) {
+                    std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        let key = eval_string(&sys.key, &ctx, identity.id())?.unwrap_or_default();
+                        let key = AccountKey::new(key).map_err(|e| EvalError {
+                            identity: identity.id().clone(),
+                            what: sys.key.what.clone(),
+                            location: sys.key.location.clone(),
+                            message: e.to_string(),
+                        })?;
+                        let mut attributes = BTreeMap::new();
+                        for (name, e) in &sys.attributes {
+                            if let Some(v) = eval_string(e, &ctx, identity.id())? {
+                                attributes.insert(name.clone(), v);
+                            }
+                        }
+                        v.insert(DesiredAccount { key, attributes, entitlements: BTreeMap::new(), reasons: vec![] })
+                    }
+                };
+                match &gift.entitlement {
+                    Some(e) => {
+                        let reasons = acct.entitlements.entry(e.clone()).or_default();
+                        if !reasons.contains(&reason) {
+                            reasons.push(reason.clone());
+                        }
+                    }
+                    None => {}
+                }
+                if !acct.reasons.contains(&reason) {
+                    acct.reasons.push(reason);
+                }
+            }
+        }
+        Ok(DesiredIdentity { systems: systems.into_iter().map(|(k, v)| (k, Desired::Account(v))).collect() })
+    }
+}
+
+fn with_path(why: &Reason, path: &[RoleId]) -> Reason {
+    match why {
+        Reason::Birthright { rule, .. } => Reason::Birthright { rule: rule.clone(), roles: path.to_vec() },
+        Reason::Grant { reason, .. } => Reason::Grant { reason: reason.clone(), roles: path.to_vec() },
+        other => other.clone(),
+    }
+}
+
+type Direct = BTreeMap<RoleId, (Vec<(SystemId, Option<EntitlementName>)>, Vec<RoleId>)>;
+
+fn expand(direct: &Direct, stack: &mut Vec<RoleId>, out: &mut Vec<Gift>) -> Result<(), Vec<String>> {
+    let Some(current) = stack.last().cloned() else { return Ok(()) };
+    let Some((gifts, sub)) = direct.get(&current) else { return Ok(()) };
+    for (system, entitlement) in gifts {
+        out.push(Gift { path: stack.clone(), system: system.clone(), entitlement: entitlement.clone() });
+    }
+    for s in sub {
+        if stack.contains(s) {
+            let mut cycle: Vec<String> = stack.iter().map(ToString::to_string).collect();
+            cycle.push(s.to_string());
+            return Err(cycle);
+        }
+        stack.push(s.clone());
+        let r = expand(direct, stack, out);
+        stack.pop();
+        r?;
+    }
+    Ok(())
+}
+
+fn is_cel_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn date_text(d: Option<NaiveDate>) -> String {
+    d.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default()
+}
+
+/// The `identity` object CEL expressions see: every source attribute (empty
+/// string when absent) plus `id`, `employment_type`, `status`, `manager`,
+/// `start_date`, `end_date` (`YYYY-MM-DD` or empty), `source` and `groups` (a list).
+pub fn identity_value(identity: &Identity, status: LifecycleStatus) -> Value {
+    let r = &identity.record;
+    let mut m: HashMap<cel::objects::Key, Value> = HashMap::with_capacity(r.attributes.len() + 8);
+    for (k, v) in &r.attributes {
+        m.insert(k.clone().into(), Value::String(Arc::new(v.clone())));
+    }
+    let s = |v: String| Value::String(Arc::new(v));
+    m.insert("id".to_owned().into(), s(r.id.to_string()));
+    m.insert("employment_type".to_owned().into(), s(r.employment_type.as_str().to_owned()));
+    m.insert("status".to_owned().into(), s(status.as_str().to_owned()));
+    m.insert("manager".to_owned().into(), s(r.manager.as_ref().map(ToString::to_string).unwrap_or_default()));
+    m.insert("start_date".to_owned().into(), s(date_text(r.start_date)));
+    m.insert("end_date".to_owned().into(), s(date_text(r.end_date)));
+    m.insert("source".to_owned().into(), s(identity.source.to_string()));
+    m.insert(
+        "groups".to_owned().into(),
+        Value::List(Arc::new(r.groups.iter().map(|g| s(g.clone())).collect())),
+    );
+    Value::Map(cel::objects::Map { map: Arc::new(m) })
+}
+
+fn sample_value(attributes: &BTreeSet<String>) -> Value {
+    let record = crate::identity::IdentityRecord {
+        id: IdentityId::from_static("sample"),
+        employment_type: EmploymentType::Employee,
+        manager: None,
+        start_date: None,
+        end_date: None,
+        attributes: attributes.iter().map(|a| (a.clone(), String::new())).collect(),
+        groups: BTreeSet::new(),
+    };
+    let source = crate::ids::SourceId::from_static("sample");
+    identity_value(
+        &Identity { record, source, status: LifecycleStatus::Active, suspended: false },
+        LifecycleStatus::Active,
+    )
+}
+
+fn eval_error(e: &Expr, identity: &IdentityId, message: String) -> EvalError {
+    EvalError { identity: identity.clone(), what: e.what.clone(), location: e.location.clone(), message }
+}
+
+fn eval_bool(e: &Expr, ctx: &Context<'_, '_>, identity: &IdentityId) -> Result<bool, EvalError> {
+    match e.program.execute(ctx) {
+        Ok(Value::Bool(b)) => Ok(b),
+        Ok(other) => Err(eval_error(e, identity, format!("a condition must be true or false, not {other:?}"))),
+        Err(err) => Err(eval_error(e, identity, err.to_string())),
+    }
+}
+
+fn eval_string(e: &Expr, ctx: &Context<'_, '_>, identity: &IdentityId) -> Result<Option<String>, EvalError> {
+    match e.program.execute(ctx) {
+        Ok(Value::String(s)) => Ok(Some(s.as_ref().clone())),
+        Ok(Value::Int(i)) => Ok(Some(i.to_string())),
+        Ok(Value::UInt(i)) => Ok(Some(i.to_string())),
+        Ok(Value::Float(f)) => Ok(Some(f.to_string())),
+        Ok(Value::Bool(b)) => Ok(Some(b.to_string())),
+        Ok(Value::Null) => Ok(None),
+        Ok(other) => Err(eval_error(e, identity, format!("must give a string, not {other:?}"))),
+        Err(err) => Err(eval_error(e, identity, err.to_string())),
+    }
+}

@@ -142,4 +142,6 @@ impl DesiredIdentity {
 pub struct DesiredState {
     /// Per identity.
     pub identities: BTreeMap<IdentityId, DesiredIdentity>,
+    /// Identities whose evaluation failed: their accounts are left exactly as they are.
+    pub skipped: BTreeSet<IdentityId>,
 }
