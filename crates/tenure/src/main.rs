@@ -1,1 +1,307 @@
-fn main() {}
+//! `tenure`: the command line of the Tenure identity lifecycle engine.
+//!
+//! A thin layer over `tenure-engine`: it parses arguments, opens the engine,
+//! prints results for people (tables, plans) or for programs (`--json`,
+//! `--format csv|json`), and turns errors into messages and exit codes.
+//! It holds no lifecycle logic of its own.
+
+mod demo;
+mod output;
+mod progress;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tenure_engine::{Clock, Engine, EngineError, FixedClock, SystemClock};
+
+/// Exit code when the mass-change guard refused, or a saved plan is stale.
+const EXIT_REFUSED: u8 = 3;
+/// Exit code when the audit log fails verification.
+const EXIT_TAMPERED: u8 = 4;
+
+#[derive(Parser, Debug)]
+#[command(name = "tenure", version, about = "Identity lifecycle engine: joiners, movers and leavers, planned and provable")]
+struct Cli {
+    /// The configuration directory (every *.toml file in it is read).
+    #[arg(long, short = 'c', global = true, env = "TENURE_CONFIG", default_value = "config")]
+    config: PathBuf,
+    /// Where Tenure keeps its state: a SQLite file (sqlite:tenure.db) or postgres://… URL.
+    #[arg(long, global = true, env = "TENURE_DATABASE_URL", default_value = "sqlite:tenure.db")]
+    database: String,
+    /// Who is acting, recorded in the audit log (default cli:$USER).
+    #[arg(long, global = true, env = "TENURE_ACTOR")]
+    actor: Option<String>,
+    /// Pretend it is this moment (RFC 3339, or a date meaning 09:00 UTC that day). For tests and demos.
+    #[arg(long, global = true, env = "TENURE_NOW", hide = true)]
+    now: Option<String>,
+    /// How long a claimed operation stays this process's before another may take it over (seconds).
+    #[arg(long, global = true, env = "TENURE_LEASE_SECONDS", default_value_t = 30, hide = true)]
+    lease_seconds: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate the configuration directory; report every problem with file and line.
+    Check,
+    /// Import an HR export (atomic: a bad file changes nothing).
+    Import {
+        /// The file (default: the source's configured path).
+        file: Option<PathBuf>,
+        /// Which source it comes from (default: the only one).
+        #[arg(long)]
+        source: Option<String>,
+        /// Apply even if more people would leave than the mass-change guard allows.
+        #[arg(long)]
+        allow_mass_change: bool,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what would change, without changing anything.
+    Plan {
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also save the plan to this file, for `tenure apply FILE`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Make the systems match policy: finish queued work, plan, and execute.
+    Apply {
+        /// A plan saved with `tenure plan --out`: applied only if it still matches the state.
+        plan: Option<PathBuf>,
+        /// Apply even if more accounts would be deprovisioned than the mass-change guard allows.
+        #[arg(long)]
+        allow_mass_change: bool,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reports on access, orphaned accounts and leavers.
+    Report {
+        /// Which report.
+        #[arg(value_enum)]
+        kind: ReportKind,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The operation queue: counts, and operations that failed.
+    Queue {
+        /// Put failed operations back in the queue.
+        #[arg(long)]
+        retry_failed: bool,
+    },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Run the whole lifecycle on the example organisation (SQLite, nothing to install).
+    Demo {
+        /// Where to put the demo's files (emptied first if it is an earlier demo).
+        #[arg(long, default_value = "tenure-demo")]
+        dir: PathBuf,
+        /// Print every plan in full.
+        #[arg(long)]
+        full: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check the hash chain; name any edited, removed, inserted or reordered record.
+    Verify,
+    /// Write the log as JSON lines.
+    Export {
+        /// The file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum ReportKind {
+    /// Who holds which account and entitlement on which system, and why.
+    Access,
+    /// Accounts no identity justifies (and ambiguous matches).
+    Orphans,
+    /// Leavers who still hold anything anywhere.
+    Leavers,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// A table for people.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// JSON.
+    Json,
+}
+
+fn parse_now(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .with_context(|| format!("--now {s:?} is neither an RFC 3339 time nor a YYYY-MM-DD date"))?;
+    Ok(d.and_hms_opt(9, 0, 0).unwrap_or_default().and_utc())
+}
+
+fn default_actor() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+async fn open(cli: &Cli, clock: Arc<dyn Clock>) -> Result<Engine> {
+    let actor = cli.actor.clone().unwrap_or_else(default_actor);
+    let mut engine = Engine::open(&cli.config, &cli.database, clock, actor).await?;
+    engine.lease = std::time::Duration::from_secs(cli.lease_seconds);
+    Ok(engine)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TENURE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let refused = e
+                .downcast_ref::<EngineError>()
+                .is_some_and(|e| matches!(e, EngineError::MassChange { .. } | EngineError::StaleSavedPlan { .. }));
+            eprintln!("error: {e:#}");
+            if refused { ExitCode::from(EXIT_REFUSED) } else { ExitCode::FAILURE }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let clock: Arc<dyn Clock> = match &cli.now {
+        Some(s) => Arc::new(FixedClock::new(parse_now(s)?)),
+        None => Arc::new(SystemClock),
+    };
+    let progress = progress::Bars::new();
+    match &cli.command {
+        Command::Check => {
+            let policy = tenure_engine::load::load_policy(&cli.config)?;
+            let c = policy.config();
+            println!(
+                "{}: valid — {} source(s), {} system(s), {} role(s), {} rule(s), {} deprovisioning polic{}",
+                cli.config.display(),
+                c.sources.len(),
+                c.systems.len(),
+                c.roles.len(),
+                c.rules.len(),
+                c.deprovisioning.len(),
+                if c.deprovisioning.len() == 1 { "y" } else { "ies" }
+            );
+        }
+        Command::Import { file, source, allow_mass_change, json } => {
+            let engine = open(&cli, clock).await?;
+            let r = tenure_engine::import::import(&engine, source.as_deref(), file.as_deref(), *allow_mass_change).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&output::import_json(&r))?);
+            } else {
+                print!("{}", output::import_text(&r));
+            }
+        }
+        Command::Plan { json, out } => {
+            let engine = open(&cli, clock).await?;
+            let planned = engine.plan(&progress).await?;
+            if let Some(path) = out {
+                let text = serde_json::to_string_pretty(&planned.plan)?;
+                std::fs::write(path, text).with_context(|| format!("cannot write the plan to {}", path.display()))?;
+            }
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&planned.plan)?);
+            } else {
+                print!("{}", tenure_core::render::plan_text(&planned.plan));
+                println!("Mass-change guard: {}{}", planned.guard, if planned.guard.blocked { " — apply will refuse without --allow-mass-change" } else { "" });
+                if let Some(path) = out {
+                    println!("Saved to {}; apply exactly this plan with `tenure apply {}`.", path.display(), path.display());
+                }
+            }
+        }
+        Command::Apply { plan, allow_mass_change, json } => {
+            let engine = open(&cli, clock).await?;
+            let saved = match plan {
+                Some(p) => Some(read_plan(p)?),
+                None => None,
+            };
+            let (planned, report) = engine.apply(saved.as_ref(), *allow_mass_change, &progress).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&output::apply_json(&planned, &report))?);
+            } else {
+                print!("{}", output::apply_text(&planned, &report));
+            }
+            if report.failed > 0 || report.executed.failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Report { kind, format } => {
+            let engine = open(&cli, clock).await?;
+            let text = match kind {
+                ReportKind::Access => output::render(&tenure_engine::reports::access(&engine, &progress).await?, *format == Format::Json, *format == Format::Csv, output::access_table)?,
+                ReportKind::Orphans => output::render(&tenure_engine::reports::orphans(&engine, &progress).await?, *format == Format::Json, *format == Format::Csv, output::orphans_table)?,
+                ReportKind::Leavers => output::render(&tenure_engine::reports::leavers(&engine, &progress).await?, *format == Format::Json, *format == Format::Csv, output::leavers_table)?,
+            };
+            print!("{text}");
+        }
+        Command::Queue { retry_failed } => {
+            let engine = open(&cli, clock.clone()).await?;
+            if *retry_failed {
+                let n = engine.store.retry_failed(clock.now()).await?;
+                println!("{n} failed operation(s) queued again");
+            }
+            print!("{}", output::queue_text(&engine).await?);
+        }
+        Command::Audit { command } => {
+            let store = tenure_store::Store::open(&cli.database).await?;
+            match command {
+                AuditCommand::Verify => {
+                    let v = output::verify(&store).await?;
+                    print!("{}", output::verify_text(&v));
+                    if !v.problems.is_empty() {
+                        return Ok(ExitCode::from(EXIT_TAMPERED));
+                    }
+                }
+                AuditCommand::Export { out } => output::export(&store, out.as_deref()).await?,
+            }
+        }
+        Command::Demo { dir, full } => demo::run(dir, *full).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_plan(path: &Path) -> Result<tenure_core::Plan> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the plan {}", path.display()))?;
+    let plan: tenure_core::Plan = serde_json::from_str(&text).map_err(|e| EngineError::BadPlanFile {
+        path: path.display().to_string(),
+        message: format!("line {}, column {}: {e}", e.line(), e.column()),
+    })?;
+    if plan.format != tenure_core::plan::PLAN_FORMAT {
+        return Err(EngineError::BadPlanFile {
+            path: path.display().to_string(),
+            message: format!("plan format {} is not supported (this Tenure writes format {})", plan.format, tenure_core::plan::PLAN_FORMAT),
+        }
+        .into());
+    }
+    Ok(plan)
+}

@@ -1,0 +1,238 @@
+//! The engine: a store, a compiled policy, the connectors and a clock.
+
+use crate::clock::Clock;
+use crate::error::EngineError;
+use crate::executor::{ExecStats, Executor};
+use crate::load::load_policy;
+use crate::observe::Observation;
+use crate::progress::Progress;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tenure_connectors::Connector;
+use tenure_core::audit::AuditEvent;
+use tenure_core::guard::{plan_verdict, GuardVerdict};
+use tenure_core::plan::{diff, fingerprint, DiffInput, Plan, PLAN_FORMAT};
+use tenure_core::policy::Policy;
+use tenure_core::{Link, SystemId};
+use tenure_store::{PlanId, Store};
+
+/// Everything an engine step needs.
+pub struct Engine {
+    /// The store.
+    pub store: Store,
+    /// The compiled policy.
+    pub policy: Arc<Policy>,
+    /// Where the configuration lives (relative paths in it are relative to this).
+    pub config_dir: PathBuf,
+    /// One connector per configured system.
+    pub connectors: BTreeMap<SystemId, Arc<dyn Connector>>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Who acts (recorded in the audit log).
+    pub actor: String,
+    /// How long a claimed operation stays ours before another process may take it.
+    pub lease: std::time::Duration,
+}
+
+/// A plan with what the engine learnt while making it.
+pub struct Planned {
+    /// The plan.
+    pub plan: Plan,
+    /// The mass-change guard's verdict on it.
+    pub guard: GuardVerdict,
+    /// New links correlation found (stored when the plan is applied).
+    pub new_links: Vec<Link>,
+    /// Stored links whose account has gone.
+    pub stale_links: Vec<(SystemId, tenure_core::AccountKey)>,
+}
+
+/// What an apply did.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    /// Operations left from earlier runs that were finished first.
+    pub resumed: ExecStats,
+    /// The plan applied (none when there was nothing to do).
+    pub plan_id: Option<PlanId>,
+    /// Operations of this plan executed.
+    pub executed: ExecStats,
+    /// Operations still queued (waiting for a retry) after this run.
+    pub still_queued: u64,
+    /// Operations that failed for good and need attention.
+    pub failed: u64,
+}
+
+impl Engine {
+    /// Opens the configuration directory and the store, and builds the connectors.
+    pub async fn open(
+        config_dir: &Path,
+        database_url: &str,
+        clock: Arc<dyn Clock>,
+        actor: String,
+    ) -> Result<Engine, EngineError> {
+        let policy = Arc::new(load_policy(config_dir)?);
+        let store = Store::open(database_url).await?;
+        let mut connectors: BTreeMap<SystemId, Arc<dyn Connector>> = BTreeMap::new();
+        for s in &policy.config().systems {
+            let c = tenure_connectors::build(&s.item, config_dir).await?;
+            connectors.insert(s.item.id.clone(), Arc::from(c));
+        }
+        Ok(Engine {
+            store,
+            policy,
+            config_dir: config_dir.to_path_buf(),
+            connectors,
+            clock,
+            actor,
+            lease: std::time::Duration::from_secs(30),
+        })
+    }
+
+    pub(crate) fn event(&self, action: &str, subject: String, reason: String, detail: serde_json::Value) -> AuditEvent {
+        AuditEvent {
+            at: self.clock.now(),
+            actor: self.actor.clone(),
+            action: action.to_owned(),
+            subject,
+            reason,
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Makes a plan from the current state. Changes nothing.
+    pub async fn plan(&self, progress: &dyn Progress) -> Result<Planned, EngineError> {
+        let now = self.clock.now();
+        let obs = Observation::read(self, progress).await?;
+        progress.start("planning", None);
+        let systems = self.policy.system_infos(&obs.capabilities);
+        let readable: BTreeMap<_, _> =
+            systems.into_iter().filter(|(id, _)| obs.actual.systems.contains_key(id)).collect();
+        let d = diff(&DiffInput {
+            systems: &readable,
+            desired: &obs.desired,
+            actual: &obs.actual,
+            links: &obs.links,
+        });
+        let mut findings = obs.findings.clone();
+        findings.extend(d.findings);
+        findings.sort();
+        let labels = d
+            .operations
+            .iter()
+            .filter_map(|o| o.identity.as_ref())
+            .filter_map(|id| obs.identity(id).map(|i| (id.clone(), crate::observe::label(i))))
+            .collect();
+        let system_names = self
+            .policy
+            .config()
+            .systems
+            .iter()
+            .map(|s| (s.item.id.clone(), self.policy.system_name(&s.item.id).unwrap_or_default().to_owned()))
+            .collect();
+        let records: Vec<_> = obs.identities.iter().map(|i| (&i.record, &i.source, i.suspended)).collect();
+        let fp = fingerprint(&[
+            ("policy", &serde_json::Value::String(self.policy.fingerprint().to_owned())),
+            ("identities", &serde_json::to_value(&records).unwrap_or_default()),
+            ("links", &serde_json::to_value(&obs.links).unwrap_or_default()),
+            ("operations", &serde_json::to_value(&d.operations).unwrap_or_default()),
+        ]);
+        let plan = Plan {
+            format: PLAN_FORMAT,
+            fingerprint: fp,
+            made_at: now,
+            today: now.date_naive(),
+            operations: d.operations,
+            findings,
+            labels,
+            system_names,
+        };
+        let existing: u64 = obs.actual.systems.values().map(|s| s.accounts.len() as u64).sum();
+        let guard = plan_verdict(&self.policy.config().guard, &plan, existing);
+        progress.finish();
+        Ok(Planned { plan, guard, new_links: obs.new_links, stale_links: obs.stale_links })
+    }
+
+    /// Finishes queued work, brings lifecycle statuses up to date, makes a plan
+    /// (or checks a saved one still holds), and executes it.
+    pub async fn apply(
+        &self,
+        saved: Option<&Plan>,
+        allow_mass_change: bool,
+        progress: &dyn Progress,
+    ) -> Result<(Planned, ApplyReport), EngineError> {
+        let mut report = ApplyReport { resumed: self.execute(progress).await?, ..Default::default() };
+        crate::import::refresh(self).await?;
+        let planned = self.plan(progress).await?;
+        if let Some(saved) = saved {
+            if saved.fingerprint != planned.plan.fingerprint {
+                return Err(EngineError::StaleSavedPlan {
+                    saved: saved.fingerprint.clone(),
+                    current: planned.plan.fingerprint.clone(),
+                });
+            }
+        }
+        let mut events = Vec::new();
+        if planned.guard.blocked {
+            if !allow_mass_change {
+                self.store
+                    .append_audit(vec![self.event(
+                        "guard.refused",
+                        format!("plan:{}", planned.plan.fingerprint),
+                        planned.guard.to_string(),
+                        serde_json::json!({ "verdict": planned.guard }),
+                    )])
+                    .await?;
+                let counts: Vec<String> =
+                    planned.plan.counts().iter().map(|(k, v)| format!("{v} {}", k.replace('_', " "))).collect();
+                return Err(EngineError::MassChange { verdict: planned.guard.clone(), would: counts.join(", ") });
+            }
+            events.push(self.event(
+                "guard.override",
+                format!("plan:{}", planned.plan.fingerprint),
+                format!("mass change allowed by {}: {}", self.actor, planned.guard),
+                serde_json::json!({ "verdict": planned.guard }),
+            ));
+        }
+        // Links: correlation's new matches, and the accounts this plan creates.
+        let mut links = planned.new_links.clone();
+        for op in &planned.plan.operations {
+            if let (tenure_core::Action::CreateAccount { .. }, Some(id)) = (&op.action, &op.identity) {
+                links.push(Link { system: op.system.clone(), account: op.account.clone(), identity: id.clone() });
+            }
+        }
+        if !links.is_empty() || !planned.stale_links.is_empty() {
+            self.store.save_links(&links, &planned.stale_links).await?;
+        }
+        if planned.plan.operations.is_empty() {
+            if !events.is_empty() {
+                self.store.append_audit(events).await?;
+            }
+            let counts = self.store.queue_counts().await?;
+            report.still_queued = counts.queued + counts.running;
+            report.failed = counts.failed;
+            return Ok((planned, report));
+        }
+        events.push(self.event(
+            "plan.enqueued",
+            format!("plan:{}", planned.plan.fingerprint),
+            format!("{} operations", planned.plan.operations.len()),
+            serde_json::json!({
+                "counts": planned.plan.counts(),
+                "findings": planned.plan.findings.len(),
+                "saved_plan": saved.is_some(),
+            }),
+        ));
+        let id = self.store.enqueue_plan(&planned.plan, 0, events).await?;
+        report.plan_id = Some(id);
+        report.executed = self.execute(progress).await?;
+        let counts = self.store.queue_counts().await?;
+        report.still_queued = counts.queued + counts.running;
+        report.failed = counts.failed;
+        Ok((planned, report))
+    }
+
+    /// Executes queued operations until none is runnable now.
+    pub async fn execute(&self, progress: &dyn Progress) -> Result<ExecStats, EngineError> {
+        Executor::new(self).run_until_idle(progress).await
+    }
+}

@@ -1,0 +1,109 @@
+//! The executor: runs operations from the durable queue through the connectors.
+//!
+//! An operation is claimed with a lease, executed, and recorded as done only
+//! after its system confirmed it; a failure is recorded with its error and
+//! retried later with exponential backoff. A process that dies loses nothing:
+//! its claims expire and another run takes them. Connectors are idempotent,
+//! so an operation executed again after a crash has the same effect.
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::progress::Progress;
+use std::collections::BTreeMap;
+use tenure_core::SystemId;
+use tenure_store::{QueuedOperation, RetryPolicy};
+
+/// Counts of one execution run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExecStats {
+    /// Confirmed by their system.
+    pub done: u64,
+    /// Failed this time (queued again for a retry, or failed for good).
+    pub failed: u64,
+}
+
+/// How many operations one claim takes.
+pub const BATCH: usize = 4000;
+
+/// Executes the queue.
+pub struct Executor<'a> {
+    engine: &'a Engine,
+    worker: String,
+    retry: RetryPolicy,
+}
+
+impl<'a> Executor<'a> {
+    /// An executor for this process.
+    pub fn new(engine: &'a Engine) -> Self {
+        let worker = format!("{}-{}", std::process::id(), engine.clock.now().timestamp_micros());
+        Executor {
+            engine,
+            worker,
+            retry: RetryPolicy { base: std::time::Duration::from_secs(2), max_attempts: 8 },
+        }
+    }
+
+    /// Claims and runs batches until nothing is runnable now.
+    pub async fn run_until_idle(&self, progress: &dyn Progress) -> Result<ExecStats, EngineError> {
+        let mut stats = ExecStats::default();
+        let counts = self.engine.store.queue_counts().await?;
+        if counts.queued + counts.running == 0 {
+            return Ok(stats);
+        }
+        progress.start("applying", Some(counts.queued + counts.running));
+        loop {
+            let now = self.engine.clock.now();
+            let batch = self.engine.store.claim(&self.worker, now, self.engine.lease, BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            let s = self.run_batch(batch).await?;
+            progress.advance(s.done + s.failed);
+            stats.done += s.done;
+            stats.failed += s.failed;
+        }
+        progress.finish();
+        Ok(stats)
+    }
+
+    async fn run_batch(&self, batch: Vec<QueuedOperation>) -> Result<ExecStats, EngineError> {
+        let mut by_system: BTreeMap<SystemId, Vec<QueuedOperation>> = BTreeMap::new();
+        for q in batch {
+            by_system.entry(q.operation.system.clone()).or_default().push(q);
+        }
+        let runs = futures::future::join_all(by_system.into_iter().map(|(system, qs)| async move {
+            let Some(conn) = self.engine.connectors.get(&system) else {
+                let msg = format!("system {system} is no longer in the configuration");
+                return qs.into_iter().map(|q| (q.id, Err(msg.clone()))).collect::<Vec<_>>();
+            };
+            let ops: Vec<_> = qs.iter().map(|q| q.operation.clone()).collect();
+            let results = conn.apply(&ops).await;
+            qs.iter()
+                .enumerate()
+                .map(|(n, q)| {
+                    let r = match results.get(n) {
+                        Some(Ok(())) => Ok(()),
+                        Some(Err(e)) => Err(e.to_string()),
+                        None => Err(format!("system {system} gave no result for this operation")),
+                    };
+                    (q.id, r)
+                })
+                .collect()
+        }))
+        .await;
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        for (id, r) in runs.into_iter().flatten() {
+            match r {
+                Ok(()) => done.push(id),
+                Err(e) => {
+                    tracing::warn!(operation = id, error = %e, "operation failed");
+                    failed.push((id, e));
+                }
+            }
+        }
+        let now = self.engine.clock.now();
+        self.engine.store.complete(&self.worker, now, &done, &failed, self.retry).await?;
+        Ok(ExecStats { done: done.len() as u64, failed: failed.len() as u64 })
+    }
+}

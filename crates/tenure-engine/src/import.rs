@@ -1,0 +1,173 @@
+//! Importing an HR export, and bringing lifecycle statuses up to date as dates pass.
+//!
+//! An import is atomic: the file is parsed and validated whole, compared with
+//! the store, checked by the mass-change guard, and only then stored, with its
+//! audit records, in one transaction. A rejected file changes nothing.
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+use std::path::Path;
+use tenure_core::events::{classify, ChangeKind, Classification, IdentityChange};
+use tenure_core::guard::{verdict, GuardVerdict};
+use tenure_core::{Identity, SourceId};
+
+/// What an import did.
+#[derive(Debug, Clone)]
+pub struct ImportReport {
+    /// The source.
+    pub source: SourceId,
+    /// The file.
+    pub file: String,
+    /// Records read.
+    pub records: usize,
+    /// What it meant for each person.
+    pub classification: Classification,
+    /// The guard's verdict.
+    pub guard: GuardVerdict,
+    /// Whether the guard was overridden.
+    pub overridden: bool,
+}
+
+fn change_event(engine: &Engine, c: &IdentityChange, file: &str) -> tenure_core::audit::AuditEvent {
+    let reason = match (&c.note, c.kind) {
+        (Some(n), _) => n.clone(),
+        (None, ChangeKind::Joiner) => format!("new in {file}"),
+        (None, _) => {
+            let f: Vec<&str> = c.fields.iter().map(|f| f.field.as_str()).collect();
+            if f.is_empty() { format!("status {:?} -> {}", c.before, c.after) } else { format!("changed: {}", f.join(", ")) }
+        }
+    };
+    engine.event(
+        &format!("import.{}", c.kind),
+        format!("identity:{}", c.id),
+        reason,
+        serde_json::json!({ "file": file, "before": c.before, "after": c.after, "fields": c.fields }),
+    )
+}
+
+/// Imports a file for a source. With no source, the only configured one is used;
+/// with no path, the source's configured `path`.
+pub async fn import(
+    engine: &Engine,
+    source: Option<&str>,
+    path: Option<&Path>,
+    allow_mass_change: bool,
+) -> Result<ImportReport, EngineError> {
+    let cfg = engine.policy.config();
+    let known = || cfg.sources.iter().map(|s| s.item.id.to_string()).collect::<Vec<_>>().join(", ");
+    let src = match source {
+        Some(name) => cfg
+            .sources
+            .iter()
+            .map(|s| &s.item)
+            .find(|s| s.id.as_str() == name)
+            .ok_or_else(|| EngineError::UnknownSource(name.to_owned(), known()))?,
+        None => match cfg.sources.as_slice() {
+            [one] => &one.item,
+            _ => {
+                return Err(EngineError::Invalid(format!(
+                    "the configuration has {} sources; say which with --source (known: {})",
+                    cfg.sources.len(),
+                    known()
+                )));
+            }
+        },
+    };
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => match &src.path {
+            Some(p) => engine.config_dir.join(p),
+            None => {
+                return Err(EngineError::Invalid(format!(
+                    "source {} has no `path`; give the file to import",
+                    src.id
+                )));
+            }
+        },
+    };
+    let file = path.display().to_string();
+    let bytes = std::fs::read(&path).map_err(|source| EngineError::FileRead { path: file.clone(), source })?;
+    let records = tenure_sources::parse(src, &file, &bytes)?;
+    let n = records.len();
+    let stored = engine.store.identities().await?;
+    let today = engine.clock.now().date_naive();
+    let classification = classify(&src.id, &stored, records, src.missing, today);
+    if let Some((_, owner)) = classification.conflicts.first() {
+        let ids: Vec<String> = classification.conflicts.iter().take(5).map(|(i, _)| i.to_string()).collect();
+        return Err(EngineError::SourceConflict { source_id: src.id.to_string(), owner: owner.to_string(), ids: ids.join(", ") });
+    }
+    let leavers = classification.changes.iter().filter(|c| c.kind == ChangeKind::Leaver).count() as u64;
+    let population = stored.iter().filter(|i| !i.status.is_gone()).count() as u64;
+    let guard = verdict(&cfg.guard, "identities becoming leavers", leavers, population);
+    let mut events = Vec::new();
+    if guard.blocked {
+        if !allow_mass_change {
+            engine
+                .store
+                .append_audit(vec![engine.event(
+                    "guard.refused",
+                    format!("source:{}", src.id),
+                    format!("import of {file} refused: {guard}"),
+                    serde_json::json!({ "file": file, "verdict": guard }),
+                )])
+                .await?;
+            let counts: Vec<String> =
+                classification.counts().iter().map(|(k, v)| format!("{v} {k}")).collect();
+            return Err(EngineError::MassChange { verdict: guard, would: counts.join(", ") });
+        }
+        events.push(engine.event(
+            "guard.override",
+            format!("source:{}", src.id),
+            format!("mass change allowed by {}: {guard}", engine.actor),
+            serde_json::json!({ "file": file, "verdict": guard }),
+        ));
+    }
+    events.extend(classification.changes.iter().filter(|c| c.kind != ChangeKind::Unchanged).map(|c| change_event(engine, c, &file)));
+    events.push(engine.event(
+        "import.completed",
+        format!("source:{}", src.id),
+        format!("{n} records from {file}"),
+        serde_json::json!({ "file": file, "records": n, "counts": classification.counts() }),
+    ));
+    engine.store.save_identities(&classification.upserts, events).await?;
+    Ok(ImportReport { source: src.id.clone(), file, records: n, classification, guard: guard.clone(), overridden: guard.blocked })
+}
+
+/// Brings stored lifecycle statuses up to date with today's date: start dates
+/// that have come make people active, end dates that have come make them leavers.
+pub async fn refresh(engine: &Engine) -> Result<Vec<IdentityChange>, EngineError> {
+    let today = engine.clock.now().date_naive();
+    let stored = engine.store.identities().await?;
+    let mut upserts: Vec<Identity> = Vec::new();
+    let mut changes = Vec::new();
+    for i in &stored {
+        if i.status == tenure_core::LifecycleStatus::Deleted {
+            continue;
+        }
+        let now = i.record.status_on(today);
+        if now != i.status {
+            let kind = match now {
+                tenure_core::LifecycleStatus::Active => ChangeKind::Activated,
+                tenure_core::LifecycleStatus::Leaver => ChangeKind::Leaver,
+                _ => ChangeKind::Updated,
+            };
+            changes.push(IdentityChange { id: i.id().clone(), kind, before: Some(i.status), after: now, fields: vec![], note: Some(format!("date reached ({today})")) });
+            upserts.push(Identity { status: now, ..i.clone() });
+        }
+    }
+    if !upserts.is_empty() {
+        let events = changes
+            .iter()
+            .map(|c| {
+                engine.event(
+                    &format!("lifecycle.{}", c.kind),
+                    format!("identity:{}", c.id),
+                    c.note.clone().unwrap_or_default(),
+                    serde_json::json!({ "before": c.before, "after": c.after }),
+                )
+            })
+            .collect();
+        engine.store.save_identities(&upserts, events).await?;
+    }
+    Ok(changes)
+}

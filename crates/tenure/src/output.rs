@@ -1,0 +1,293 @@
+//! Output for people (tables, summaries) and for programs (JSON, CSV).
+
+use anyhow::Result;
+use serde::Serialize;
+use std::fmt::Write;
+use tenure_core::audit::{Verification, Verifier};
+use tenure_core::events::ChangeKind;
+use tenure_engine::engine::{ApplyReport, Planned};
+use tenure_engine::import::ImportReport;
+use tenure_engine::reports::{AccessRow, LeaverRow, OrphanRow};
+use tenure_engine::Engine;
+use tenure_store::Store;
+
+/// A plain text table with aligned columns.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let mut s = String::new();
+    let line = |s: &mut String, cells: &mut dyn Iterator<Item = String>| {
+        let cells: Vec<String> = cells.collect();
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let w = widths.get(i).copied().unwrap_or(0);
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ");
+            }
+        }
+        let _ = writeln!(s, "{}", l.trim_end());
+    };
+    line(&mut s, &mut headers.iter().map(|h| h.to_uppercase()));
+    for r in rows {
+        line(&mut s, &mut r.iter().cloned());
+    }
+    s
+}
+
+/// Renders report rows as a table, CSV or JSON.
+pub fn render<T: Serialize>(
+    rows: &[T],
+    json: bool,
+    csv_out: bool,
+    to_table: fn(&[T]) -> (Vec<&'static str>, Vec<Vec<String>>),
+) -> Result<String> {
+    if json {
+        return Ok(serde_json::to_string_pretty(rows)? + "\n");
+    }
+    let (headers, cells) = to_table(rows);
+    if csv_out {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(&headers)?;
+        for r in &cells {
+            w.write_record(r)?;
+        }
+        return Ok(String::from_utf8(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?);
+    }
+    if cells.is_empty() {
+        return Ok("(none)\n".to_owned());
+    }
+    Ok(table(&headers, &cells))
+}
+
+fn yes(b: bool) -> String {
+    if b { "enabled".into() } else { "disabled".into() }
+}
+
+/// The access report as a table.
+pub fn access_table(rows: &[AccessRow]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    (
+        vec!["identity", "name", "status", "system", "account", "state", "entitlements", "why"],
+        rows.iter()
+            .map(|r| {
+                vec![
+                    r.identity.clone(),
+                    r.name.clone(),
+                    r.status.clone(),
+                    r.system.clone(),
+                    r.account.clone(),
+                    yes(r.enabled),
+                    r.entitlements.join(","),
+                    r.why.clone(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// The orphans report as a table.
+pub fn orphans_table(rows: &[OrphanRow]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    (
+        vec!["system", "account", "state", "entitlements", "finding"],
+        rows.iter()
+            .map(|r| vec![r.system.clone(), r.account.clone(), yes(r.enabled), r.entitlements.join(","), r.finding.clone()])
+            .collect(),
+    )
+}
+
+/// The leavers report as a table.
+pub fn leavers_table(rows: &[LeaverRow]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    (
+        vec!["identity", "name", "end date", "policy", "system", "account", "state", "entitlements", "next step"],
+        rows.iter()
+            .map(|r| {
+                vec![
+                    r.identity.clone(),
+                    r.name.clone(),
+                    r.end_date.map(|d| d.to_string()).unwrap_or_default(),
+                    r.policy.clone(),
+                    r.system.clone(),
+                    r.account.clone(),
+                    yes(r.enabled),
+                    r.entitlements.to_string(),
+                    r.next_step
+                        .map(|(a, at)| format!("{} on {}", a.as_str(), at.format("%Y-%m-%d %H:%M UTC")))
+                        .unwrap_or_else(|| "—".into()),
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// An import's outcome for people.
+pub fn import_text(r: &ImportReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Imported {} records from {} (source {}).", r.records, r.file, r.source);
+    let counts = r.classification.counts();
+    let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    let _ = writeln!(s, "  {}", parts.join(", "));
+    for c in r.classification.changes.iter().filter(|c| c.kind != ChangeKind::Unchanged) {
+        let what = match c.kind {
+            ChangeKind::Joiner => format!("joiner ({})", c.after),
+            _ => c.kind.to_string(),
+        };
+        let fields: Vec<String> = c
+            .fields
+            .iter()
+            .map(|f| {
+                let b = if f.before.is_empty() { "(none)" } else { &f.before };
+                let a = if f.after.is_empty() { "(none)" } else { &f.after };
+                format!("{}: {b} → {a}", f.field)
+            })
+            .collect();
+        let note = c.note.as_deref().map(|n| format!(" [{n}]")).unwrap_or_default();
+        if counts.get(&ChangeKind::Joiner).copied().unwrap_or(0) > 20 && c.kind == ChangeKind::Joiner {
+            continue;
+        }
+        let _ = writeln!(s, "  {:<18} {}{}{}", what, c.id, if fields.is_empty() { String::new() } else { format!("  {}", fields.join("; ")) }, note);
+    }
+    if r.overridden {
+        let _ = writeln!(s, "  Mass-change guard overridden: {} (recorded in the audit log)", r.guard);
+    }
+    s
+}
+
+/// An import's outcome for programs.
+pub fn import_json(r: &ImportReport) -> serde_json::Value {
+    serde_json::json!({
+        "source": r.source,
+        "file": r.file,
+        "records": r.records,
+        "counts": r.classification.counts(),
+        "changes": r.classification.changes.iter().filter(|c| c.kind != ChangeKind::Unchanged).collect::<Vec<_>>(),
+        "guard": r.guard,
+        "overridden": r.overridden,
+    })
+}
+
+/// An apply's outcome for people.
+pub fn apply_text(p: &Planned, r: &ApplyReport) -> String {
+    let mut s = String::new();
+    if r.resumed.done + r.resumed.failed > 0 {
+        let _ = writeln!(s, "Finished {} operation(s) left from an earlier run ({} failed).", r.resumed.done, r.resumed.failed);
+    }
+    match r.plan_id {
+        None => {
+            let _ = writeln!(s, "Nothing to do: every system matches policy.");
+        }
+        Some(id) => {
+            let counts: Vec<String> = p.plan.counts().iter().map(|(k, v)| format!("{v} {}", k.replace('_', " "))).collect();
+            let _ = writeln!(s, "Applied plan {} ({}): {} confirmed by their systems, {} failed.", id, counts.join(", "), r.executed.done, r.executed.failed);
+        }
+    }
+    if r.still_queued > 0 {
+        let _ = writeln!(s, "{} operation(s) are waiting to be retried; run `tenure apply` again later, or see `tenure queue`.", r.still_queued);
+    }
+    if r.failed > 0 {
+        let _ = writeln!(s, "{} operation(s) failed for good and need attention: see `tenure queue`.", r.failed);
+    }
+    if p.guard.blocked {
+        let _ = writeln!(s, "Mass-change guard overridden: {} (recorded in the audit log).", p.guard);
+    }
+    s
+}
+
+/// An apply's outcome for programs.
+pub fn apply_json(p: &Planned, r: &ApplyReport) -> serde_json::Value {
+    serde_json::json!({
+        "plan": r.plan_id.map(|p| p.to_string()),
+        "fingerprint": p.plan.fingerprint,
+        "counts": p.plan.counts(),
+        "resumed": { "done": r.resumed.done, "failed": r.resumed.failed },
+        "executed": { "done": r.executed.done, "failed": r.executed.failed },
+        "still_queued": r.still_queued,
+        "failed": r.failed,
+        "guard": p.guard,
+    })
+}
+
+/// The queue's state.
+pub async fn queue_text(engine: &Engine) -> Result<String> {
+    let c = engine.store.queue_counts().await?;
+    let mut s = format!("queued {}, running {}, done {}, failed {}\n", c.queued, c.running, c.done, c.failed);
+    let ops = engine.store.operations(None).await?;
+    let rows: Vec<Vec<String>> = ops
+        .iter()
+        .filter(|o| !matches!(o.state, tenure_store::OpState::Done))
+        .map(|o| {
+            vec![
+                o.id.to_string(),
+                format!("{:?}", o.state).to_lowercase(),
+                o.operation.system.to_string(),
+                o.operation.account.to_string(),
+                o.operation.action.name().to_owned(),
+                o.attempts.to_string(),
+                o.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        s.push_str(&table(&["id", "state", "system", "account", "action", "attempts", "last error"], &rows));
+    }
+    Ok(s)
+}
+
+/// Verifies the whole audit log, a page at a time.
+pub async fn verify(store: &Store) -> Result<Verification> {
+    let mut v = Verifier::default();
+    let mut after = 0;
+    loop {
+        let page = store.audit_page(after, 5000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in &page {
+            v.push(r);
+        }
+    }
+    Ok(v.finish())
+}
+
+/// A verification for people.
+pub fn verify_text(v: &Verification) -> String {
+    let mut s = String::new();
+    if v.problems.is_empty() {
+        let _ = writeln!(s, "Audit log intact: {} records, hash chain verified.", v.records);
+    } else {
+        let _ = writeln!(s, "Audit log TAMPERED: {} problem(s) in {} records:", v.problems.len(), v.records);
+        for p in &v.problems {
+            let _ = writeln!(s, "  {p}");
+        }
+    }
+    if let Some((seq, hash)) = &v.head {
+        let _ = writeln!(s, "Head: record {seq}, hash {hash} (keep it elsewhere to detect a re-written log).");
+    }
+    s
+}
+
+/// Writes the log as JSON lines.
+pub async fn export(store: &Store, out: Option<&std::path::Path>) -> Result<()> {
+    use std::io::Write as _;
+    let mut w: Box<dyn std::io::Write> = match out {
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let mut after = 0;
+    loop {
+        let page = store.audit_page(after, 5000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in &page {
+            serde_json::to_writer(&mut w, r)?;
+            w.write_all(b"\n")?;
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
