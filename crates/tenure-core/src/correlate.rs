@@ -57,7 +57,11 @@ pub fn correlate(
     let mut by_value: HashMap<String, Vec<&IdentityId>> = HashMap::new();
     if let Some(rule) = rule {
         for i in identities {
-            let v = if rule.identity == "id" { i.id().as_str() } else { i.record.attribute(&rule.identity) };
+            let v = if rule.identity == "id" {
+                i.id().as_str()
+            } else {
+                i.record.attribute(&rule.identity)
+            };
             if !v.trim().is_empty() {
                 by_value.entry(norm(v)).or_default().push(i.id());
             }
@@ -86,7 +90,13 @@ pub fn correlate(
                 c.extend(by_value.get(&norm(v)).into_iter().flatten().copied());
             }
         }
-        c.extend(by_key.get(&norm(key.as_str())).into_iter().flatten().copied());
+        c.extend(
+            by_key
+                .get(&norm(key.as_str()))
+                .into_iter()
+                .flatten()
+                .copied(),
+        );
         c.retain(|i| !linked_identities.contains(i));
         if !c.is_empty() {
             candidates.insert(key, c);
@@ -103,7 +113,11 @@ pub fn correlate(
         let mut it = ids.iter();
         match (it.next(), it.next()) {
             (Some(only), None) if per_identity.get(only) == Some(&1) => {
-                let link = Link { system: system.clone(), account: key.clone(), identity: (*only).clone() };
+                let link = Link {
+                    system: system.clone(),
+                    account: key.clone(),
+                    identity: (*only).clone(),
+                };
                 out.add.push(link.clone());
                 out.links.push(link);
             }

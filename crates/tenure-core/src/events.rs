@@ -116,18 +116,33 @@ fn field_changes(a: &IdentityRecord, b: &IdentityRecord) -> Vec<FieldChange> {
     let mut out = Vec::new();
     let mut push = |field: &str, before: String, after: String| {
         if before != after {
-            out.push(FieldChange { field: field.to_owned(), before, after });
+            out.push(FieldChange {
+                field: field.to_owned(),
+                before,
+                after,
+            });
         }
     };
-    push("employment_type", a.employment_type.to_string(), b.employment_type.to_string());
+    push(
+        "employment_type",
+        a.employment_type.to_string(),
+        b.employment_type.to_string(),
+    );
     push(
         "manager",
-        a.manager.as_ref().map(ToString::to_string).unwrap_or_default(),
-        b.manager.as_ref().map(ToString::to_string).unwrap_or_default(),
+        a.manager
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        b.manager
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
     );
     push("start_date", date(a.start_date), date(b.start_date));
     push("end_date", date(a.end_date), date(b.end_date));
-    let keys: std::collections::BTreeSet<&String> = a.attributes.keys().chain(b.attributes.keys()).collect();
+    let keys: std::collections::BTreeSet<&String> =
+        a.attributes.keys().chain(b.attributes.keys()).collect();
     for k in keys {
         push(k, a.attribute(k).to_owned(), b.attribute(k).to_owned());
     }
@@ -177,7 +192,9 @@ pub fn classify(
             }
             Some(old) => {
                 let updated = Identity {
-                    status: if old.status == LifecycleStatus::Deleted && record.status_on(today).is_gone() {
+                    status: if old.status == LifecycleStatus::Deleted
+                        && record.status_on(today).is_gone()
+                    {
                         LifecycleStatus::Deleted
                     } else {
                         record.status_on(today)
@@ -191,14 +208,27 @@ pub fn classify(
         }
     }
     if missing == MissingPolicy::Leaver {
-        for old in stored.iter().filter(|i| &i.source == source && !seen.contains(i.id())) {
+        for old in stored
+            .iter()
+            .filter(|i| &i.source == source && !seen.contains(i.id()))
+        {
             if old.status.is_gone() {
                 continue;
             }
             let mut record = old.record.clone();
             record.end_date = Some(record.end_date.map_or(today, |d| d.min(today)));
-            let updated = Identity { status: LifecycleStatus::Leaver, record, source: source.clone(), suspended: old.suspended };
-            push_change(&mut out, old, updated, Some("missing from a full export".to_owned()));
+            let updated = Identity {
+                status: LifecycleStatus::Leaver,
+                record,
+                source: source.clone(),
+                suspended: old.suspended,
+            };
+            push_change(
+                &mut out,
+                old,
+                updated,
+                Some("missing from a full export".to_owned()),
+            );
         }
     }
     out.changes.sort_by(|a, b| a.id.cmp(&b.id));
@@ -210,7 +240,9 @@ pub fn classify(
 fn push_change(out: &mut Classification, old: &Identity, updated: Identity, note: Option<String>) {
     let fields = field_changes(&old.record, &updated.record);
     let (before, after) = (old.status, updated.status);
-    let only_dates = fields.iter().all(|f| f.field == "start_date" || f.field == "end_date");
+    let only_dates = fields
+        .iter()
+        .all(|f| f.field == "start_date" || f.field == "end_date");
     let kind = if fields.is_empty() && before == after {
         ChangeKind::Unchanged
     } else if before.is_gone() && !after.is_gone() {
@@ -221,12 +253,23 @@ fn push_change(out: &mut Classification, old: &Identity, updated: Identity, note
         ChangeKind::Activated
     } else if !only_dates {
         ChangeKind::Mover
-    } else if fields.iter().any(|f| f.field == "end_date" && !f.after.is_empty()) && !after.is_gone() {
+    } else if fields
+        .iter()
+        .any(|f| f.field == "end_date" && !f.after.is_empty())
+        && !after.is_gone()
+    {
         ChangeKind::LeaverScheduled
     } else {
         ChangeKind::Updated
     };
-    out.changes.push(IdentityChange { id: updated.id().clone(), kind, before: Some(before), after, fields, note });
+    out.changes.push(IdentityChange {
+        id: updated.id().clone(),
+        kind,
+        before: Some(before),
+        after,
+        fields,
+        note,
+    });
     if kind != ChangeKind::Unchanged {
         out.upserts.push(updated);
     }
@@ -251,12 +294,19 @@ mod tests {
             manager: None,
             start_date: start.map(d),
             end_date: end.map(d),
-            attributes: [("department".to_owned(), dept.to_owned())].into_iter().collect(),
+            attributes: [("department".to_owned(), dept.to_owned())]
+                .into_iter()
+                .collect(),
             groups: BTreeSet::new(),
         }
     }
     fn stored(r: IdentityRecord, today: NaiveDate) -> Identity {
-        Identity { status: r.status_on(today), record: r, source: SourceId::from_static("hr"), suspended: false }
+        Identity {
+            status: r.status_on(today),
+            record: r,
+            source: SourceId::from_static("hr"),
+            suspended: false,
+        }
     }
 
     #[test]
@@ -273,16 +323,20 @@ mod tests {
             stored(rec("G", "Sales", None, None), d("2026-11-01")),
         ];
         let incoming = vec![
-            rec("A", "Sales", None, None),                 // unchanged
-            rec("B", "Finance", None, None),               // mover
-            rec("C", "Sales", Some("2026-11-20"), None),   // pending -> active
-            rec("D", "Sales", None, None),                 // rehire
-            rec("E", "Sales", None, Some("2026-11-24")),   // leaver today
-            rec("F", "Sales", None, Some("2026-12-31")),   // leaver scheduled
-            rec("N", "Sales", Some("2026-12-01"), None),   // joiner, pending
+            rec("A", "Sales", None, None),               // unchanged
+            rec("B", "Finance", None, None),             // mover
+            rec("C", "Sales", Some("2026-11-20"), None), // pending -> active
+            rec("D", "Sales", None, None),               // rehire
+            rec("E", "Sales", None, Some("2026-11-24")), // leaver today
+            rec("F", "Sales", None, Some("2026-12-31")), // leaver scheduled
+            rec("N", "Sales", Some("2026-12-01"), None), // joiner, pending
         ];
         let c = classify(&hr, &before, incoming, MissingPolicy::Leaver, today);
-        let kinds: Vec<(String, ChangeKind)> = c.changes.iter().map(|c| (c.id.to_string(), c.kind)).collect();
+        let kinds: Vec<(String, ChangeKind)> = c
+            .changes
+            .iter()
+            .map(|c| (c.id.to_string(), c.kind))
+            .collect();
         assert_eq!(
             kinds,
             vec![
@@ -296,9 +350,16 @@ mod tests {
                 ("N".into(), ChangeKind::Joiner),
             ]
         );
-        let g = c.upserts.iter().find(|i| i.id().as_str() == "G").map(|i| i.record.end_date);
+        let g = c
+            .upserts
+            .iter()
+            .find(|i| i.id().as_str() == "G")
+            .map(|i| i.record.end_date);
         assert_eq!(g, Some(Some(today)));
-        assert!(!c.upserts.iter().any(|i| i.id().as_str() == "A"), "unchanged people are not rewritten");
+        assert!(
+            !c.upserts.iter().any(|i| i.id().as_str() == "A"),
+            "unchanged people are not rewritten"
+        );
         assert_eq!(c.changes[1].fields[0].field, "department");
     }
 
@@ -316,7 +377,13 @@ mod tests {
         let today = d("2026-11-24");
         let mut other = stored(rec("A", "Sales", None, None), today);
         other.source = SourceId::from_static("scim");
-        let c = classify(&SourceId::from_static("hr"), &[other], vec![rec("A", "Sales", None, None)], MissingPolicy::Ignore, today);
+        let c = classify(
+            &SourceId::from_static("hr"),
+            &[other],
+            vec![rec("A", "Sales", None, None)],
+            MissingPolicy::Ignore,
+            today,
+        );
         assert_eq!(c.conflicts.len(), 1);
         assert!(c.upserts.is_empty());
     }

@@ -25,8 +25,16 @@ pub struct GuardVerdict {
 
 impl fmt::Display for GuardVerdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pct = if self.total == 0 { 0.0 } else { self.count as f64 * 100.0 / self.total as f64 };
-        write!(f, "{} of {} {} ({pct:.1}%; the limit is {})", self.count, self.total, self.what, self.limit)
+        let pct = if self.total == 0 {
+            0.0
+        } else {
+            self.count as f64 * 100.0 / self.total as f64
+        };
+        write!(
+            f,
+            "{} of {} {} ({pct:.1}%; the limit is {})",
+            self.count, self.total, self.what, self.limit
+        )
     }
 }
 
@@ -35,7 +43,13 @@ impl fmt::Display for GuardVerdict {
 pub fn verdict(cfg: &GuardConfig, what: &str, count: u64, total: u64) -> GuardVerdict {
     let share = (total as f64 * cfg.max_deprovision_percent / 100.0).floor() as u64;
     let limit = share.max(cfg.min_count);
-    GuardVerdict { what: what.to_owned(), count, total, limit, blocked: count > limit }
+    GuardVerdict {
+        what: what.to_owned(),
+        count,
+        total,
+        limit,
+        blocked: count > limit,
+    }
 }
 
 /// The guard on a plan: distinct accounts it would disable or delete, out of
@@ -47,7 +61,12 @@ pub fn plan_verdict(cfg: &GuardConfig, plan: &Plan, existing_accounts: u64) -> G
         .filter(|o| matches!(o.action, Action::DisableAccount | Action::DeleteAccount))
         .map(|o| (o.system.as_str(), o.account.as_str()))
         .collect();
-    verdict(cfg, "accounts disabled or deleted", touched.len() as u64, existing_accounts)
+    verdict(
+        cfg,
+        "accounts disabled or deleted",
+        touched.len() as u64,
+        existing_accounts,
+    )
 }
 
 #[cfg(test)]
@@ -57,12 +76,21 @@ mod tests {
     #[test]
     fn small_changes_pass_and_large_ones_are_blocked() {
         let cfg = GuardConfig::default(); // 10%, min 5
-        assert!(!verdict(&cfg, "x", 5, 10).blocked, "at or under the minimum always passes");
+        assert!(
+            !verdict(&cfg, "x", 5, 10).blocked,
+            "at or under the minimum always passes"
+        );
         assert!(verdict(&cfg, "x", 6, 10).blocked);
         assert!(!verdict(&cfg, "x", 100, 1000).blocked);
         assert!(verdict(&cfg, "x", 101, 1000).blocked);
-        assert!(verdict(&cfg, "x", 1000, 1000).blocked, "a truncated file must never wipe out everyone");
+        assert!(
+            verdict(&cfg, "x", 1000, 1000).blocked,
+            "a truncated file must never wipe out everyone"
+        );
         let v = verdict(&cfg, "identities becoming leavers", 101, 1000);
-        assert_eq!(v.to_string(), "101 of 1000 identities becoming leavers (10.1%; the limit is 100)");
+        assert_eq!(
+            v.to_string(),
+            "101 of 1000 identities becoming leavers (10.1%; the limit is 100)"
+        );
     }
 }

@@ -357,10 +357,17 @@ pub fn diff(input: &DiffInput<'_>) -> Diff {
             .push(&l.account);
         owner.insert((&l.system, &l.account), &l.identity);
     }
+    // The plan must not depend on the order links were given in.
+    for keys in linked.values_mut() {
+        keys.sort();
+        keys.dedup();
+    }
     let empty = Default::default();
     for (system, info) in input.systems {
         let accounts = input.actual.systems.get(system).unwrap_or(&empty);
         let caps = info.capabilities;
+        // Keys this plan creates on this system, and for whom.
+        let mut creating: BTreeMap<AccountKey, &IdentityId> = BTreeMap::new();
         for (identity, desired_identity) in &input.desired.identities {
             let keys = linked.get(&(system, identity)).cloned().unwrap_or_default();
             let desired = desired_identity.on(system);
@@ -369,16 +376,31 @@ pub fn diff(input: &DiffInput<'_>) -> Diff {
                     let existing = keys.iter().find_map(|k| accounts.accounts.get(*k));
                     match existing {
                         None => {
-                            if let Some(holder) = owner.get(&(system, &d.key)) {
-                                if *holder != identity {
-                                    out.findings.push(Finding::KeyConflict {
-                                        system: system.clone(),
-                                        account: d.key.clone(),
-                                        wanted_by: identity.clone(),
-                                        held_by: (*holder).clone(),
-                                    });
-                                    continue;
-                                }
+                            if let Some(holder) = owner
+                                .get(&(system, &d.key))
+                                .or_else(|| creating.get(&d.key))
+                                && *holder != identity
+                            {
+                                out.findings.push(Finding::KeyConflict {
+                                    system: system.clone(),
+                                    account: d.key.clone(),
+                                    wanted_by: identity.clone(),
+                                    held_by: (*holder).clone(),
+                                });
+                                continue;
+                            }
+                            if accounts.accounts.contains_key(&d.key) {
+                                // The key is taken by an account linked to nobody (correlation
+                                // found it ambiguous): creating it would fail or take the
+                                // account over, so it is left for an operator.
+                                out.findings.push(Finding::Unsupported {
+                                    system: system.clone(),
+                                    message: format!(
+                                        "{identity} needs account {}, which exists but is linked to no identity; not created",
+                                        d.key
+                                    ),
+                                });
+                                continue;
                             }
                             if !caps.create {
                                 out.findings.push(Finding::Unsupported {
@@ -389,6 +411,7 @@ pub fn diff(input: &DiffInput<'_>) -> Diff {
                                 });
                                 continue;
                             }
+                            creating.insert(d.key.clone(), identity);
                             push(
                                 &mut out,
                                 system,
@@ -534,11 +557,9 @@ pub fn diff(input: &DiffInput<'_>) -> Diff {
         // Linked accounts whose identity policy does not know (removed from the
         // store) and accounts linked to nobody are orphans.
         for (key, acct) in &accounts.accounts {
-            let known = owner
-                .get(&(system, key))
-                .is_some_and(|id| {
-                    input.desired.identities.contains_key(*id) || input.desired.skipped.contains(*id)
-                });
+            let known = owner.get(&(system, key)).is_some_and(|id| {
+                input.desired.identities.contains_key(*id) || input.desired.skipped.contains(*id)
+            });
             if known {
                 continue;
             }

@@ -10,14 +10,15 @@
 //! Evaluation is pure: `now` is a parameter.
 
 use crate::config::{
-    declared_attributes, split_entitlement, Config, ConfigError, ConfigErrors, CorrelationConfig,
-    DeprovisioningMode, Location, SystemConfig, RESERVED_ATTRIBUTES,
+    Config, ConfigError, ConfigErrors, CorrelationConfig, DeprovisioningMode, Location,
+    RESERVED_ATTRIBUTES, SystemConfig, declared_attributes, split_entitlement,
 };
 use crate::identity::{EmploymentType, Identity, LifecycleStatus};
 use crate::ids::{AccountKey, EntitlementName, IdentityId, PolicyId, RoleId, RuleId, SystemId};
-use crate::plan::{fingerprint, Reason, StepAction, SystemInfo};
+use crate::plan::{Reason, StepAction, SystemInfo, fingerprint};
 use crate::state::{Desired, DesiredAccount, DesiredIdentity, DesiredState};
-use cel::{Context, Env, ExecutionError, Program, Value};
+use cel::common::ast::{EntryExpr, Expr as CelExpr, LiteralValue};
+use cel::{Context, Env, IdedExpr, Program, Value};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -111,8 +112,10 @@ pub const DEFAULT_DEPROVISIONING: &str = "default-immediate";
 
 fn cel_env() -> Result<Env, String> {
     let mut env = Env::stdlib();
-    env.add_extension(cel::extensions::strings).map_err(|e| e.to_string())?;
-    env.add_extension(cel::extensions::lists).map_err(|e| e.to_string())?;
+    env.add_extension(cel::extensions::strings)
+        .map_err(|e| e.to_string())?;
+    env.add_extension(cel::extensions::lists)
+        .map_err(|e| e.to_string())?;
     Ok(env)
 }
 
@@ -123,13 +126,20 @@ pub type SettingsCheck<'a> = &'a dyn Fn(&SystemConfig) -> Vec<String>;
 impl Policy {
     /// Validates and compiles a configuration. `check_settings` validates each
     /// system's connector kind and settings and returns its problems.
-    pub fn compile(config: Config, check_settings: SettingsCheck<'_>) -> Result<Policy, ConfigErrors> {
+    pub fn compile(
+        config: Config,
+        check_settings: SettingsCheck<'_>,
+    ) -> Result<Policy, ConfigErrors> {
         let mut errs: Vec<ConfigError> = Vec::new();
         let env = match cel_env() {
             Ok(e) => Arc::new(e),
             Err(m) => {
                 return Err(ConfigErrors(vec![ConfigError {
-                    location: Location { file: "<cel>".into(), line: 1, column: 1 },
+                    location: Location {
+                        file: "<cel>".into(),
+                        line: 1,
+                        column: 1,
+                    },
                     message: format!("cannot set up the CEL environment: {m}"),
                 }]));
             }
@@ -137,7 +147,7 @@ impl Policy {
         let loc = |file: usize, offset: usize| config.location(file, offset);
 
         // Duplicate ids.
-        fn dups<'a>(
+        fn dups(
             items: impl Iterator<Item = (String, Location)>,
             kind: &str,
             errs: &mut Vec<ConfigError>,
@@ -154,12 +164,43 @@ impl Policy {
                 }
             }
         }
-        dups(config.sources.iter().map(|s| (s.item.id.to_string(), loc(s.file, s.span.start))), "source", &mut errs);
-        dups(config.systems.iter().map(|s| (s.item.id.to_string(), loc(s.file, s.span.start))), "system", &mut errs);
-        dups(config.roles.iter().map(|s| (s.item.id.to_string(), loc(s.file, s.span.start))), "role", &mut errs);
-        dups(config.rules.iter().map(|s| (s.item.id.to_string(), loc(s.file, s.span.start))), "rule", &mut errs);
         dups(
-            config.deprovisioning.iter().map(|s| (s.item.id.to_string(), loc(s.file, s.span.start))),
+            config
+                .sources
+                .iter()
+                .map(|s| (s.item.id.to_string(), loc(s.file, s.span.start))),
+            "source",
+            &mut errs,
+        );
+        dups(
+            config
+                .systems
+                .iter()
+                .map(|s| (s.item.id.to_string(), loc(s.file, s.span.start))),
+            "system",
+            &mut errs,
+        );
+        dups(
+            config
+                .roles
+                .iter()
+                .map(|s| (s.item.id.to_string(), loc(s.file, s.span.start))),
+            "role",
+            &mut errs,
+        );
+        dups(
+            config
+                .rules
+                .iter()
+                .map(|s| (s.item.id.to_string(), loc(s.file, s.span.start))),
+            "rule",
+            &mut errs,
+        );
+        dups(
+            config
+                .deprovisioning
+                .iter()
+                .map(|s| (s.item.id.to_string(), loc(s.file, s.span.start))),
             "deprovisioning policy",
             &mut errs,
         );
@@ -168,7 +209,11 @@ impl Policy {
         let g = config.guard;
         if !(g.max_deprovision_percent > 0.0 && g.max_deprovision_percent <= 100.0) {
             errs.push(ConfigError {
-                location: Location { file: "[guard]".into(), line: 1, column: 1 },
+                location: Location {
+                    file: "[guard]".into(),
+                    line: 1,
+                    column: 1,
+                },
                 message: format!(
                     "max_deprovision_percent must be above 0 and at most 100, not {}",
                     g.max_deprovision_percent
@@ -204,7 +249,10 @@ impl Policy {
                 if !s.item.attributes.contains_key(r) {
                     errs.push(ConfigError {
                         location: l.clone(),
-                        message: format!("source {}: required attribute {r:?} is not in [source.attributes]", s.item.id),
+                        message: format!(
+                            "source {}: required attribute {r:?} is not in [source.attributes]",
+                            s.item.id
+                        ),
                     });
                 }
             }
@@ -226,28 +274,48 @@ impl Policy {
         }
         let attributes = declared_attributes(&config);
 
-        let compile = |src: &toml::Spanned<String>, file: usize, what: String, errs: &mut Vec<ConfigError>| {
+        let compile = |src: &toml::Spanned<String>,
+                       file: usize,
+                       what: String,
+                       errs: &mut Vec<ConfigError>| {
             let location = loc(file, src.span().start);
             match env.compile(src.get_ref()) {
                 Ok(program) => {
-                    let refs = program.references();
-                    let unknown: Vec<String> = refs
-                        .variables()
-                        .into_iter()
-                        .filter(|v| *v != "identity")
-                        .map(str::to_owned)
-                        .collect();
-                    if !unknown.is_empty() {
+                    // Walked with scopes, so that comprehension variables
+                    // (`identity.groups.exists(g, g == "x")`) are not taken for
+                    // unknown variables, and statically, so that an undeclared
+                    // attribute is found even where evaluation would short-circuit.
+                    let mut refs = References::default();
+                    refs.walk(program.expression(), &mut Vec::new());
+                    if !refs.unknown_variables.is_empty() {
                         errs.push(ConfigError {
                             location: location.clone(),
                             message: format!(
                                 "{what}: unknown variable {} (expressions can use `identity`)",
-                                unknown.join(", ")
+                                refs.unknown_variables
+                                    .into_iter()
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                         });
                         return None;
                     }
-                    Some(Expr { program, what, location })
+                    for k in refs.attributes {
+                        if !attributes.contains(&k) && !RESERVED_ATTRIBUTES.contains(&k.as_str()) {
+                            errs.push(ConfigError {
+                                location: location.clone(),
+                                message: format!(
+                                    "{what}: identity.{k} is not an attribute any source declares (declared: {})",
+                                    attributes.iter().map(String::as_str).chain(RESERVED_ATTRIBUTES).collect::<Vec<_>>().join(", ")
+                                ),
+                            });
+                        }
+                    }
+                    Some(Expr {
+                        program,
+                        what,
+                        location,
+                    })
                 }
                 Err(e) => {
                     errs.push(ConfigError {
@@ -265,13 +333,30 @@ impl Policy {
             let sys = &s.item;
             let l = loc(s.file, s.span.start);
             for problem in check_settings(sys) {
-                let at = sys.settings.as_ref().map(|t| loc(s.file, t.span().start)).unwrap_or_else(|| l.clone());
-                errs.push(ConfigError { location: at, message: format!("system {}: {problem}", sys.id) });
+                let at = sys
+                    .settings
+                    .as_ref()
+                    .map(|t| loc(s.file, t.span().start))
+                    .unwrap_or_else(|| l.clone());
+                errs.push(ConfigError {
+                    location: at,
+                    message: format!("system {}: {problem}", sys.id),
+                });
             }
-            let key = compile(&sys.account.key, s.file, format!("system {} account key", sys.id), &mut errs);
+            let key = compile(
+                &sys.account.key,
+                s.file,
+                format!("system {} account key", sys.id),
+                &mut errs,
+            );
             let mut attrs = Vec::new();
             for (name, src) in &sys.account.attributes {
-                if let Some(e) = compile(src, s.file, format!("system {} attribute {name}", sys.id), &mut errs) {
+                if let Some(e) = compile(
+                    src,
+                    s.file,
+                    format!("system {} attribute {name}", sys.id),
+                    &mut errs,
+                ) {
                     attrs.push((name.clone(), e));
                 }
             }
@@ -313,11 +398,13 @@ impl Policy {
                 );
             }
         }
-        let declared_systems: BTreeSet<&SystemId> = config.systems.iter().map(|s| &s.item.id).collect();
+        let declared_systems: BTreeSet<&SystemId> =
+            config.systems.iter().map(|s| &s.item.id).collect();
 
         // Roles: direct gifts and containment.
-        let mut direct: BTreeMap<RoleId, (Vec<(SystemId, Option<EntitlementName>)>, Vec<RoleId>)> = BTreeMap::new();
-        let role_ids: BTreeSet<String> = config.roles.iter().map(|r| r.item.id.to_string()).collect();
+        let mut direct: Direct = BTreeMap::new();
+        let role_ids: BTreeSet<String> =
+            config.roles.iter().map(|r| r.item.id.to_string()).collect();
         for r in &config.roles {
             let role = &r.item;
             let mut gifts = Vec::new();
@@ -327,7 +414,11 @@ impl Policy {
                     Ok(id) if declared_systems.contains(&id) => gifts.push((id, None)),
                     _ => errs.push(ConfigError {
                         location: at,
-                        message: format!("role {}: account on unknown system {:?}", role.id, a.get_ref()),
+                        message: format!(
+                            "role {}: account on unknown system {:?}",
+                            role.id,
+                            a.get_ref()
+                        ),
                     }),
                 }
             }
@@ -342,8 +433,9 @@ impl Policy {
                         Some(sc) if !sc.entitlements.contains(&ent) => errs.push(ConfigError {
                             location: at,
                             message: format!(
-                                "role {}: entitlement {ent:?} is not declared in system {sys}'s entitlements",
-                                role.id
+                                "role {}: entitlement {:?} is not declared in system {sys}'s entitlements",
+                                role.id,
+                                ent.as_str()
                             ),
                         }),
                         Some(_) => gifts.push((sys, Some(ent))),
@@ -358,7 +450,11 @@ impl Policy {
                     Ok(id) if role_ids.contains(id.as_str()) => sub.push(id),
                     _ => errs.push(ConfigError {
                         location: at,
-                        message: format!("role {}: contains unknown role {:?}", role.id, c.get_ref()),
+                        message: format!(
+                            "role {}: contains unknown role {:?}",
+                            role.id,
+                            c.get_ref()
+                        ),
                     }),
                 }
             }
@@ -394,7 +490,11 @@ impl Policy {
                 }
             }
             if let Some(when) = when {
-                rules.push(CompiledRule { id: rule.id.clone(), when, roles });
+                rules.push(CompiledRule {
+                    id: rule.id.clone(),
+                    when,
+                    roles,
+                });
             }
         }
 
@@ -402,7 +502,12 @@ impl Policy {
         let mut deprovisioning = Vec::new();
         for d in &config.deprovisioning {
             let p = &d.item;
-            let when = compile(&p.when, d.file, format!("deprovisioning {}", p.id), &mut errs);
+            let when = compile(
+                &p.when,
+                d.file,
+                format!("deprovisioning {}", p.id),
+                &mut errs,
+            );
             let mut steps = Vec::new();
             match p.mode {
                 DeprovisioningMode::Immediate => {
@@ -426,44 +531,30 @@ impl Policy {
                         match crate::config::parse_delay(s.after.get_ref()) {
                             Ok(secs) if secs < last => errs.push(ConfigError {
                                 location: at,
-                                message: format!("deprovisioning {}: steps must be in order of their delay", p.id),
+                                message: format!(
+                                    "deprovisioning {}: steps must be in order of their delay",
+                                    p.id
+                                ),
                             }),
                             Ok(secs) => {
                                 last = secs;
                                 steps.push((secs, s.action));
                             }
-                            Err(m) => errs.push(ConfigError { location: at, message: format!("deprovisioning {}: {m}", p.id) }),
+                            Err(m) => errs.push(ConfigError {
+                                location: at,
+                                message: format!("deprovisioning {}: {m}", p.id),
+                            }),
                         }
                     }
                 }
             }
             if let Some(when) = when {
-                deprovisioning.push(CompiledDeprovisioning { id: p.id.clone(), when, mode: p.mode, steps });
-            }
-        }
-
-        // Dry run: every expression against a sample identity, to catch attributes no source declares.
-        if errs.is_empty() {
-            let sample = sample_value(&attributes);
-            let root = Context::with_env(env.clone());
-            let mut ctx = root.new_inner_scope();
-            ctx.add_variable_from_value("identity", sample);
-            let exprs = systems
-                .values()
-                .flat_map(|s| std::iter::once(&s.key).chain(s.attributes.iter().map(|(_, e)| e)))
-                .chain(rules.iter().map(|r| &r.when))
-                .chain(deprovisioning.iter().map(|d| &d.when));
-            for e in exprs {
-                if let Err(ExecutionError::NoSuchKey(k)) = e.program.execute(&ctx) {
-                    errs.push(ConfigError {
-                        location: e.location.clone(),
-                        message: format!(
-                            "{}: identity.{k} is not an attribute any source declares (declared: {})",
-                            e.what,
-                            attributes.iter().map(String::as_str).chain(RESERVED_ATTRIBUTES).collect::<Vec<_>>().join(", ")
-                        ),
-                    });
-                }
+                deprovisioning.push(CompiledDeprovisioning {
+                    id: p.id.clone(),
+                    when,
+                    mode: p.mode,
+                    steps,
+                });
             }
         }
 
@@ -473,7 +564,15 @@ impl Policy {
             return Err(ConfigErrors(errs));
         }
         let fp = fingerprint(&[("files", &config.files)]);
-        Ok(Policy { config, env, rules, gifts, systems, deprovisioning, fingerprint: fp })
+        Ok(Policy {
+            config,
+            env,
+            rules,
+            gifts,
+            systems,
+            deprovisioning,
+            fingerprint: fp,
+        })
     }
 
     /// The configuration this policy was compiled from.
@@ -530,7 +629,10 @@ impl Policy {
         let mut state = DesiredState::default();
         let mut errors = Vec::new();
         for identity in identities {
-            let gs = by_identity.get(identity.id()).map(Vec::as_slice).unwrap_or(&[]);
+            let gs = by_identity
+                .get(identity.id())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             match self.evaluate_in(&root, identity, gs, now) {
                 Ok(d) => {
                     state.identities.insert(identity.id().clone(), d);
@@ -545,12 +647,18 @@ impl Policy {
     }
 
     /// Evaluates one identity.
-    pub fn evaluate(&self, identity: &Identity, grants: &[&Grant], now: DateTime<Utc>) -> Result<DesiredIdentity, EvalError> {
+    pub fn evaluate(
+        &self,
+        identity: &Identity,
+        grants: &[&Grant],
+        now: DateTime<Utc>,
+    ) -> Result<DesiredIdentity, EvalError> {
         let root = Context::with_env(self.env.clone());
         self.evaluate_in(&root, identity, grants, now)
     }
 
     /// The deprovisioning policy that applies to an identity, and its steps with their due times.
+    #[allow(clippy::type_complexity)]
     pub fn leaver_schedule(
         &self,
         identity: &Identity,
@@ -577,7 +685,11 @@ impl Policy {
         let default = PolicyId::new(DEFAULT_DEPROVISIONING).map_err(|e| EvalError {
             identity: identity.id().clone(),
             what: "deprovisioning".into(),
-            location: Location { file: "<default>".into(), line: 1, column: 1 },
+            location: Location {
+                file: "<default>".into(),
+                line: 1,
+                column: 1,
+            },
             message: e.to_string(),
         })?;
         Ok((default, vec![(StepAction::Delete, start)]))
@@ -597,7 +709,11 @@ impl Policy {
             identity.status_on(today)
         };
         let everywhere = |d: Desired| DesiredIdentity {
-            systems: self.systems.keys().map(|s| (s.clone(), d.clone())).collect(),
+            systems: self
+                .systems
+                .keys()
+                .map(|s| (s.clone(), d.clone()))
+                .collect(),
         };
         match status {
             LifecycleStatus::Pending => {
@@ -615,10 +731,22 @@ impl Policy {
             LifecycleStatus::Leaver | LifecycleStatus::Deleted => {
                 let (policy, steps) = self.leaver_schedule(identity)?;
                 let since = identity.record.end_date.unwrap_or(today);
-                let due: Vec<StepAction> = steps.iter().filter(|(_, at)| *at <= now).map(|(a, _)| *a).collect();
-                let reason = |step| vec![Reason::Deprovisioning { policy: policy.clone(), step, since }];
+                let due: Vec<StepAction> = steps
+                    .iter()
+                    .filter(|(_, at)| *at <= now)
+                    .map(|(a, _)| *a)
+                    .collect();
+                let reason = |step| {
+                    vec![Reason::Deprovisioning {
+                        policy: policy.clone(),
+                        step,
+                        since,
+                    }]
+                };
                 if status == LifecycleStatus::Deleted || due.contains(&StepAction::Delete) {
-                    return Ok(everywhere(Desired::Absent { reasons: reason(StepAction::Delete) }));
+                    return Ok(everywhere(Desired::Absent {
+                        reasons: reason(StepAction::Delete),
+                    }));
                 }
                 if due.contains(&StepAction::RemoveMemberships) {
                     return Ok(everywhere(Desired::Restricted {
@@ -646,20 +774,34 @@ impl Policy {
         for rule in &self.rules {
             if eval_bool(&rule.when, &ctx, identity.id())? {
                 for role in &rule.roles {
-                    held.push((role.clone(), Reason::Birthright { rule: rule.id.clone(), roles: vec![] }));
+                    held.push((
+                        role.clone(),
+                        Reason::Birthright {
+                            rule: rule.id.clone(),
+                            roles: vec![],
+                        },
+                    ));
                 }
             }
         }
         for g in grants {
             if g.in_force(now) {
-                held.push((g.role.clone(), Reason::Grant { reason: g.reason.clone(), roles: vec![] }));
+                held.push((
+                    g.role.clone(),
+                    Reason::Grant {
+                        reason: g.reason.clone(),
+                        roles: vec![],
+                    },
+                ));
             }
         }
 
         let mut systems: BTreeMap<SystemId, DesiredAccount> = BTreeMap::new();
         for (role, why) in held {
             for gift in self.gifts.get(&role).map(Vec::as_slice).unwrap_or(&[]) {
-                let Some(sys) = self.systems.get(&gift.system) else { continue };
+                let Some(sys) = self.systems.get(&gift.system) else {
+                    continue;
+                };
                 let reason = with_path(&why, &gift.path);
                 let acct = match systems.entry(gift.system.clone()) {
                     std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
@@ -677,42 +819,67 @@ impl Policy {
                                 attributes.insert(name.clone(), v);
                             }
                         }
-                        v.insert(DesiredAccount { key, attributes, entitlements: BTreeMap::new(), reasons: vec![] })
+                        v.insert(DesiredAccount {
+                            key,
+                            attributes,
+                            entitlements: BTreeMap::new(),
+                            reasons: vec![],
+                        })
                     }
                 };
-                match &gift.entitlement {
-                    Some(e) => {
-                        let reasons = acct.entitlements.entry(e.clone()).or_default();
-                        if !reasons.contains(&reason) {
-                            reasons.push(reason.clone());
-                        }
+                if let Some(e) = &gift.entitlement {
+                    let reasons = acct.entitlements.entry(e.clone()).or_default();
+                    if !reasons.contains(&reason) {
+                        reasons.push(reason.clone());
                     }
-                    None => {}
                 }
                 if !acct.reasons.contains(&reason) {
                     acct.reasons.push(reason);
                 }
             }
         }
-        Ok(DesiredIdentity { systems: systems.into_iter().map(|(k, v)| (k, Desired::Account(v))).collect() })
+        Ok(DesiredIdentity {
+            systems: systems
+                .into_iter()
+                .map(|(k, v)| (k, Desired::Account(v)))
+                .collect(),
+        })
     }
 }
 
 fn with_path(why: &Reason, path: &[RoleId]) -> Reason {
     match why {
-        Reason::Birthright { rule, .. } => Reason::Birthright { rule: rule.clone(), roles: path.to_vec() },
-        Reason::Grant { reason, .. } => Reason::Grant { reason: reason.clone(), roles: path.to_vec() },
+        Reason::Birthright { rule, .. } => Reason::Birthright {
+            rule: rule.clone(),
+            roles: path.to_vec(),
+        },
+        Reason::Grant { reason, .. } => Reason::Grant {
+            reason: reason.clone(),
+            roles: path.to_vec(),
+        },
         other => other.clone(),
     }
 }
 
 type Direct = BTreeMap<RoleId, (Vec<(SystemId, Option<EntitlementName>)>, Vec<RoleId>)>;
 
-fn expand(direct: &Direct, stack: &mut Vec<RoleId>, out: &mut Vec<Gift>) -> Result<(), Vec<String>> {
-    let Some(current) = stack.last().cloned() else { return Ok(()) };
-    let Some((gifts, sub)) = direct.get(&current) else { return Ok(()) };
+fn expand(
+    direct: &Direct,
+    stack: &mut Vec<RoleId>,
+    out: &mut Vec<Gift>,
+) -> Result<(), Vec<String>> {
+    let Some(current) = stack.last().cloned() else {
+        return Ok(());
+    };
+    let Some((gifts, sub)) = direct.get(&current) else {
+        return Ok(());
+    };
     for (system, entitlement) in gifts {
-        out.push(Gift { path: stack.clone(), system: system.clone(), entitlement: entitlement.clone() });
+        out.push(Gift {
+            path: stack.clone(),
+            system: system.clone(),
+            entitlement: entitlement.clone(),
+        });
     }
     for s in sub {
         if stack.contains(s) {
@@ -728,14 +895,104 @@ fn expand(direct: &Direct, stack: &mut Vec<RoleId>, out: &mut Vec<Gift>) -> Resu
     Ok(())
 }
 
+/// Whether `e` is the `identity` variable (not a comprehension variable of that name).
+fn is_identity(e: &IdedExpr, bound: &[String]) -> bool {
+    matches!(&e.expr, CelExpr::Ident(n) if n == "identity")
+        && !bound.iter().any(|b| b == "identity")
+}
+
+/// What an expression refers to: variables that are neither `identity` nor
+/// bound by a comprehension, and the fields it reads from `identity`.
+#[derive(Default)]
+struct References {
+    unknown_variables: BTreeSet<String>,
+    attributes: BTreeSet<String>,
+}
+
+impl References {
+    fn walk(&mut self, e: &IdedExpr, bound: &mut Vec<String>) {
+        match &e.expr {
+            CelExpr::Unspecified | CelExpr::Literal(_) => {}
+            CelExpr::Ident(name) => {
+                // `@`-names are the accumulators macros introduce.
+                if name != "identity" && !name.starts_with('@') && !bound.contains(name) {
+                    self.unknown_variables.insert(name.clone());
+                }
+            }
+            CelExpr::Select(sel) => {
+                if !sel.test && is_identity(&sel.operand, bound) {
+                    self.attributes.insert(sel.field.clone());
+                }
+                self.walk(&sel.operand, bound);
+            }
+            CelExpr::Call(call) => {
+                // identity["attribute"]
+                if call.func_name == "_[_]"
+                    && let [target, key] = call.args.as_slice()
+                    && let CelExpr::Literal(LiteralValue::String(k)) = &key.expr
+                    && is_identity(target, bound)
+                {
+                    self.attributes.insert(k.inner().to_string());
+                }
+                if let Some(t) = &call.target {
+                    self.walk(t, bound);
+                }
+                for a in &call.args {
+                    self.walk(a, bound);
+                }
+            }
+            CelExpr::Comprehension(c) => {
+                self.walk(&c.iter_range, bound);
+                self.walk(&c.accu_init, bound);
+                let n = bound.len();
+                bound.push(c.iter_var.clone());
+                bound.extend(c.iter_var2.clone());
+                bound.push(c.accu_var.clone());
+                self.walk(&c.loop_cond, bound);
+                self.walk(&c.loop_step, bound);
+                self.walk(&c.result, bound);
+                bound.truncate(n);
+            }
+            CelExpr::List(l) => {
+                for x in &l.elements {
+                    self.walk(x, bound);
+                }
+            }
+            CelExpr::Map(m) => {
+                for entry in &m.entries {
+                    self.walk_entry(&entry.expr, bound);
+                }
+            }
+            CelExpr::Struct(st) => {
+                for entry in &st.entries {
+                    self.walk_entry(&entry.expr, bound);
+                }
+            }
+        }
+    }
+
+    fn walk_entry(&mut self, e: &EntryExpr, bound: &mut Vec<String>) {
+        match e {
+            EntryExpr::StructField(f) => self.walk(&f.value, bound),
+            EntryExpr::MapEntry(m) => {
+                self.walk(&m.key, bound);
+                self.walk(&m.value, bound);
+            }
+        }
+    }
+}
+
 fn is_cel_ident(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn date_text(d: Option<NaiveDate>) -> String {
-    d.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default()
+    d.map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
 }
 
 /// The `identity` object CEL expressions see: every source attribute (empty
@@ -749,9 +1006,18 @@ pub fn identity_value(identity: &Identity, status: LifecycleStatus) -> Value {
     }
     let s = |v: String| Value::String(Arc::new(v));
     m.insert("id".to_owned().into(), s(r.id.to_string()));
-    m.insert("employment_type".to_owned().into(), s(r.employment_type.as_str().to_owned()));
+    m.insert(
+        "employment_type".to_owned().into(),
+        s(r.employment_type.as_str().to_owned()),
+    );
     m.insert("status".to_owned().into(), s(status.as_str().to_owned()));
-    m.insert("manager".to_owned().into(), s(r.manager.as_ref().map(ToString::to_string).unwrap_or_default()));
+    m.insert(
+        "manager".to_owned().into(),
+        s(r.manager
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()),
+    );
     m.insert("start_date".to_owned().into(), s(date_text(r.start_date)));
     m.insert("end_date".to_owned().into(), s(date_text(r.end_date)));
     m.insert("source".to_owned().into(), s(identity.source.to_string()));
@@ -762,36 +1028,32 @@ pub fn identity_value(identity: &Identity, status: LifecycleStatus) -> Value {
     Value::Map(cel::objects::Map { map: Arc::new(m) })
 }
 
-fn sample_value(attributes: &BTreeSet<String>) -> Value {
-    let record = crate::identity::IdentityRecord {
-        id: IdentityId::from_static("sample"),
-        employment_type: EmploymentType::Employee,
-        manager: None,
-        start_date: None,
-        end_date: None,
-        attributes: attributes.iter().map(|a| (a.clone(), String::new())).collect(),
-        groups: BTreeSet::new(),
-    };
-    let source = crate::ids::SourceId::from_static("sample");
-    identity_value(
-        &Identity { record, source, status: LifecycleStatus::Active, suspended: false },
-        LifecycleStatus::Active,
-    )
-}
-
 fn eval_error(e: &Expr, identity: &IdentityId, message: String) -> EvalError {
-    EvalError { identity: identity.clone(), what: e.what.clone(), location: e.location.clone(), message }
+    EvalError {
+        identity: identity.clone(),
+        what: e.what.clone(),
+        location: e.location.clone(),
+        message,
+    }
 }
 
 fn eval_bool(e: &Expr, ctx: &Context<'_, '_>, identity: &IdentityId) -> Result<bool, EvalError> {
     match e.program.execute(ctx) {
         Ok(Value::Bool(b)) => Ok(b),
-        Ok(other) => Err(eval_error(e, identity, format!("a condition must be true or false, not {other:?}"))),
+        Ok(other) => Err(eval_error(
+            e,
+            identity,
+            format!("a condition must be true or false, not {other:?}"),
+        )),
         Err(err) => Err(eval_error(e, identity, err.to_string())),
     }
 }
 
-fn eval_string(e: &Expr, ctx: &Context<'_, '_>, identity: &IdentityId) -> Result<Option<String>, EvalError> {
+fn eval_string(
+    e: &Expr,
+    ctx: &Context<'_, '_>,
+    identity: &IdentityId,
+) -> Result<Option<String>, EvalError> {
     match e.program.execute(ctx) {
         Ok(Value::String(s)) => Ok(Some(s.as_ref().clone())),
         Ok(Value::Int(i)) => Ok(Some(i.to_string())),
@@ -799,7 +1061,11 @@ fn eval_string(e: &Expr, ctx: &Context<'_, '_>, identity: &IdentityId) -> Result
         Ok(Value::Float(f)) => Ok(Some(f.to_string())),
         Ok(Value::Bool(b)) => Ok(Some(b.to_string())),
         Ok(Value::Null) => Ok(None),
-        Ok(other) => Err(eval_error(e, identity, format!("must give a string, not {other:?}"))),
+        Ok(other) => Err(eval_error(
+            e,
+            identity,
+            format!("must give a string, not {other:?}"),
+        )),
         Err(err) => Err(eval_error(e, identity, err.to_string())),
     }
 }

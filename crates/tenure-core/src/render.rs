@@ -8,7 +8,8 @@ use std::fmt::Write;
 /// Renders a plan for people.
 pub fn plan_text(plan: &Plan) -> String {
     let mut s = String::new();
-    let systems: std::collections::BTreeSet<_> = plan.operations.iter().map(|o| &o.system).collect();
+    let systems: std::collections::BTreeSet<_> =
+        plan.operations.iter().map(|o| &o.system).collect();
     let _ = writeln!(
         s,
         "Plan {} — {} operation{} on {} system{} (evaluated for {})",
@@ -28,7 +29,11 @@ pub fn plan_text(plan: &Plan) -> String {
         if current_system != Some(&op.system) {
             current_system = Some(&op.system);
             current_identity = None;
-            let name = plan.system_names.get(&op.system).map(String::as_str).unwrap_or("");
+            let name = plan
+                .system_names
+                .get(&op.system)
+                .map(String::as_str)
+                .unwrap_or("");
             let _ = writeln!(s);
             if name.is_empty() || name == op.system.as_str() {
                 let _ = writeln!(s, "system {}", op.system);
@@ -93,14 +98,20 @@ pub fn plan_text(plan: &Plan) -> String {
         }
     }
     if !plan.findings.is_empty() {
-        let _ = writeln!(s, "\nFindings (nothing is done about these unless policy says so):");
+        let _ = writeln!(
+            s,
+            "\nFindings (nothing is done about these unless policy says so):"
+        );
         for f in &plan.findings {
             let _ = writeln!(s, "  {}", finding_text(f));
         }
     }
     let counts = plan.counts();
     if !counts.is_empty() {
-        let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {}", k.replace('_', " "))).collect();
+        let parts: Vec<String> = counts
+            .iter()
+            .map(|(k, v)| format!("{v} {}", k.replace('_', " ")))
+            .collect();
         let _ = writeln!(s, "\nSummary: {}", parts.join(", "));
     }
     s
@@ -109,13 +120,29 @@ pub fn plan_text(plan: &Plan) -> String {
 /// One finding as a line of text.
 pub fn finding_text(f: &Finding) -> String {
     match f {
-        Finding::Orphan { system, account } => format!("{system}: orphaned account {account} (no identity justifies it)"),
-        Finding::Ambiguous { system, account, identities } => {
-            let ids: Vec<String> = identities.iter().map(ToString::to_string).collect();
-            format!("{system}: account {account} matches several identities ({}); not linked", ids.join(", "))
+        Finding::Orphan { system, account } => {
+            format!("{system}: orphaned account {account} (no identity justifies it)")
         }
-        Finding::KeyConflict { system, account, wanted_by, held_by } => {
-            format!("{system}: {wanted_by} needs account {account}, which belongs to {held_by}; not created")
+        Finding::Ambiguous {
+            system,
+            account,
+            identities,
+        } => {
+            let ids: Vec<String> = identities.iter().map(ToString::to_string).collect();
+            format!(
+                "{system}: account {account} matches several identities ({}); not linked",
+                ids.join(", ")
+            )
+        }
+        Finding::KeyConflict {
+            system,
+            account,
+            wanted_by,
+            held_by,
+        } => {
+            format!(
+                "{system}: {wanted_by} needs account {account}, which belongs to {held_by}; not created"
+            )
         }
         Finding::Unsupported { system, message } => format!("{system}: {message}"),
         Finding::EvaluationFailed { identity, message } => {

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tenure_connectors::Connector;
 use tenure_core::audit::AuditEvent;
-use tenure_core::guard::{plan_verdict, GuardVerdict};
-use tenure_core::plan::{diff, fingerprint, DiffInput, Plan, PLAN_FORMAT};
+use tenure_core::guard::{GuardVerdict, plan_verdict};
+use tenure_core::plan::{DiffInput, PLAN_FORMAT, Plan, diff, fingerprint};
 use tenure_core::policy::Policy;
 use tenure_core::{Link, SystemId};
 use tenure_store::{PlanId, Store};
@@ -33,6 +33,8 @@ pub struct Engine {
     pub actor: String,
     /// How long a claimed operation stays ours before another process may take it.
     pub lease: std::time::Duration,
+    /// How many operations one claim takes.
+    pub batch: usize,
 }
 
 /// A plan with what the engine learnt while making it.
@@ -85,10 +87,17 @@ impl Engine {
             clock,
             actor,
             lease: std::time::Duration::from_secs(30),
+            batch: crate::executor::BATCH,
         })
     }
 
-    pub(crate) fn event(&self, action: &str, subject: String, reason: String, detail: serde_json::Value) -> AuditEvent {
+    pub(crate) fn event(
+        &self,
+        action: &str,
+        subject: String,
+        reason: String,
+        detail: serde_json::Value,
+    ) -> AuditEvent {
         AuditEvent {
             at: self.clock.now(),
             actor: self.actor.clone(),
@@ -105,8 +114,10 @@ impl Engine {
         let obs = Observation::read(self, progress).await?;
         progress.start("planning", None);
         let systems = self.policy.system_infos(&obs.capabilities);
-        let readable: BTreeMap<_, _> =
-            systems.into_iter().filter(|(id, _)| obs.actual.systems.contains_key(id)).collect();
+        let readable: BTreeMap<_, _> = systems
+            .into_iter()
+            .filter(|(id, _)| obs.actual.systems.contains_key(id))
+            .collect();
         let d = diff(&DiffInput {
             systems: &readable,
             desired: &obs.desired,
@@ -120,21 +131,48 @@ impl Engine {
             .operations
             .iter()
             .filter_map(|o| o.identity.as_ref())
-            .filter_map(|id| obs.identity(id).map(|i| (id.clone(), crate::observe::label(i))))
+            .filter_map(|id| {
+                obs.identity(id)
+                    .map(|i| (id.clone(), crate::observe::label(i)))
+            })
             .collect();
         let system_names = self
             .policy
             .config()
             .systems
             .iter()
-            .map(|s| (s.item.id.clone(), self.policy.system_name(&s.item.id).unwrap_or_default().to_owned()))
+            .map(|s| {
+                (
+                    s.item.id.clone(),
+                    self.policy
+                        .system_name(&s.item.id)
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
             .collect();
-        let records: Vec<_> = obs.identities.iter().map(|i| (&i.record, &i.source, i.suspended)).collect();
+        let records: Vec<_> = obs
+            .identities
+            .iter()
+            .map(|i| (&i.record, &i.source, i.suspended))
+            .collect();
         let fp = fingerprint(&[
-            ("policy", &serde_json::Value::String(self.policy.fingerprint().to_owned())),
-            ("identities", &serde_json::to_value(&records).unwrap_or_default()),
-            ("links", &serde_json::to_value(&obs.links).unwrap_or_default()),
-            ("operations", &serde_json::to_value(&d.operations).unwrap_or_default()),
+            (
+                "policy",
+                &serde_json::Value::String(self.policy.fingerprint().to_owned()),
+            ),
+            (
+                "identities",
+                &serde_json::to_value(&records).unwrap_or_default(),
+            ),
+            (
+                "links",
+                &serde_json::to_value(&obs.links).unwrap_or_default(),
+            ),
+            (
+                "operations",
+                &serde_json::to_value(&d.operations).unwrap_or_default(),
+            ),
         ]);
         let plan = Plan {
             format: PLAN_FORMAT,
@@ -146,30 +184,46 @@ impl Engine {
             labels,
             system_names,
         };
-        let existing: u64 = obs.actual.systems.values().map(|s| s.accounts.len() as u64).sum();
+        let existing: u64 = obs
+            .actual
+            .systems
+            .values()
+            .map(|s| s.accounts.len() as u64)
+            .sum();
         let guard = plan_verdict(&self.policy.config().guard, &plan, existing);
         progress.finish();
-        Ok(Planned { plan, guard, new_links: obs.new_links, stale_links: obs.stale_links })
+        Ok(Planned {
+            plan,
+            guard,
+            new_links: obs.new_links,
+            stale_links: obs.stale_links,
+        })
     }
 
     /// Finishes queued work, brings lifecycle statuses up to date, makes a plan
     /// (or checks a saved one still holds), and executes it.
+    /// With `execute` false the plan is only queued, for `tenure work` or the
+    /// service to execute (several processes may share one PostgreSQL queue).
     pub async fn apply(
         &self,
         saved: Option<&Plan>,
         allow_mass_change: bool,
+        execute: bool,
         progress: &dyn Progress,
     ) -> Result<(Planned, ApplyReport), EngineError> {
-        let mut report = ApplyReport { resumed: self.execute(progress).await?, ..Default::default() };
+        let mut report = ApplyReport::default();
+        if execute {
+            report.resumed = self.execute(progress).await?;
+        }
         crate::import::refresh(self).await?;
         let planned = self.plan(progress).await?;
-        if let Some(saved) = saved {
-            if saved.fingerprint != planned.plan.fingerprint {
-                return Err(EngineError::StaleSavedPlan {
-                    saved: saved.fingerprint.clone(),
-                    current: planned.plan.fingerprint.clone(),
-                });
-            }
+        if let Some(saved) = saved
+            && saved.fingerprint != planned.plan.fingerprint
+        {
+            return Err(EngineError::StaleSavedPlan {
+                saved: saved.fingerprint.clone(),
+                current: planned.plan.fingerprint.clone(),
+            });
         }
         let mut events = Vec::new();
         if planned.guard.blocked {
@@ -182,9 +236,16 @@ impl Engine {
                         serde_json::json!({ "verdict": planned.guard }),
                     )])
                     .await?;
-                let counts: Vec<String> =
-                    planned.plan.counts().iter().map(|(k, v)| format!("{v} {}", k.replace('_', " "))).collect();
-                return Err(EngineError::MassChange { verdict: planned.guard.clone(), would: counts.join(", ") });
+                let counts: Vec<String> = planned
+                    .plan
+                    .counts()
+                    .iter()
+                    .map(|(k, v)| format!("{v} {}", k.replace('_', " ")))
+                    .collect();
+                return Err(EngineError::MassChange {
+                    verdict: planned.guard.clone(),
+                    would: counts.join(", "),
+                });
             }
             events.push(self.event(
                 "guard.override",
@@ -196,8 +257,14 @@ impl Engine {
         // Links: correlation's new matches, and the accounts this plan creates.
         let mut links = planned.new_links.clone();
         for op in &planned.plan.operations {
-            if let (tenure_core::Action::CreateAccount { .. }, Some(id)) = (&op.action, &op.identity) {
-                links.push(Link { system: op.system.clone(), account: op.account.clone(), identity: id.clone() });
+            if let (tenure_core::Action::CreateAccount { .. }, Some(id)) =
+                (&op.action, &op.identity)
+            {
+                links.push(Link {
+                    system: op.system.clone(),
+                    account: op.account.clone(),
+                    identity: id.clone(),
+                });
             }
         }
         if !links.is_empty() || !planned.stale_links.is_empty() {
@@ -224,7 +291,9 @@ impl Engine {
         ));
         let id = self.store.enqueue_plan(&planned.plan, 0, events).await?;
         report.plan_id = Some(id);
-        report.executed = self.execute(progress).await?;
+        if execute {
+            report.executed = self.execute(progress).await?;
+        }
         let counts = self.store.queue_counts().await?;
         report.still_queued = counts.queued + counts.running;
         report.failed = counts.failed;

@@ -33,7 +33,9 @@ pub enum EngineError {
     #[error("no source {0:?} in the configuration (known: {1})")]
     UnknownSource(String, String),
     /// An import names identities another source owns.
-    #[error("source {source_id} sent identities that source {owner} is authoritative for: {ids}; nothing was imported")]
+    #[error(
+        "source {source_id} sent identities that source {owner} is authoritative for: {ids}; nothing was imported"
+    )]
     SourceConflict {
         /// The importing source.
         source_id: String,

@@ -22,7 +22,7 @@ pub struct ExecStats {
     pub failed: u64,
 }
 
-/// How many operations one claim takes.
+/// How many operations one claim takes, by default.
 pub const BATCH: usize = 4000;
 
 /// Executes the queue.
@@ -35,11 +35,18 @@ pub struct Executor<'a> {
 impl<'a> Executor<'a> {
     /// An executor for this process.
     pub fn new(engine: &'a Engine) -> Self {
-        let worker = format!("{}-{}", std::process::id(), engine.clock.now().timestamp_micros());
+        let worker = format!(
+            "{}-{}",
+            std::process::id(),
+            engine.clock.now().timestamp_micros()
+        );
         Executor {
             engine,
             worker,
-            retry: RetryPolicy { base: std::time::Duration::from_secs(2), max_attempts: 8 },
+            retry: RetryPolicy {
+                base: std::time::Duration::from_secs(2),
+                max_attempts: 8,
+            },
         }
     }
 
@@ -53,8 +60,23 @@ impl<'a> Executor<'a> {
         progress.start("applying", Some(counts.queued + counts.running));
         loop {
             let now = self.engine.clock.now();
-            let batch = self.engine.store.claim(&self.worker, now, self.engine.lease, BATCH).await?;
+            let batch = self
+                .engine
+                .store
+                .claim(&self.worker, now, self.engine.lease, self.engine.batch)
+                .await?;
             if batch.is_empty() {
+                // Operations another process holds (perhaps one that died: its lease
+                // will expire) must finish before the systems can be planned again.
+                let c = self.engine.store.queue_counts().await?;
+                if c.running > 0 {
+                    let pause = (self.engine.lease / 4).clamp(
+                        std::time::Duration::from_millis(20),
+                        std::time::Duration::from_millis(250),
+                    );
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
                 break;
             }
             let s = self.run_batch(batch).await?;
@@ -69,28 +91,37 @@ impl<'a> Executor<'a> {
     async fn run_batch(&self, batch: Vec<QueuedOperation>) -> Result<ExecStats, EngineError> {
         let mut by_system: BTreeMap<SystemId, Vec<QueuedOperation>> = BTreeMap::new();
         for q in batch {
-            by_system.entry(q.operation.system.clone()).or_default().push(q);
+            by_system
+                .entry(q.operation.system.clone())
+                .or_default()
+                .push(q);
         }
-        let runs = futures::future::join_all(by_system.into_iter().map(|(system, qs)| async move {
-            let Some(conn) = self.engine.connectors.get(&system) else {
-                let msg = format!("system {system} is no longer in the configuration");
-                return qs.into_iter().map(|q| (q.id, Err(msg.clone()))).collect::<Vec<_>>();
-            };
-            let ops: Vec<_> = qs.iter().map(|q| q.operation.clone()).collect();
-            let results = conn.apply(&ops).await;
-            qs.iter()
-                .enumerate()
-                .map(|(n, q)| {
-                    let r = match results.get(n) {
-                        Some(Ok(())) => Ok(()),
-                        Some(Err(e)) => Err(e.to_string()),
-                        None => Err(format!("system {system} gave no result for this operation")),
-                    };
-                    (q.id, r)
-                })
-                .collect()
-        }))
-        .await;
+        let runs =
+            futures::future::join_all(by_system.into_iter().map(|(system, qs)| async move {
+                let Some(conn) = self.engine.connectors.get(&system) else {
+                    let msg = format!("system {system} is no longer in the configuration");
+                    return qs
+                        .into_iter()
+                        .map(|q| (q.id, Err(msg.clone())))
+                        .collect::<Vec<_>>();
+                };
+                let ops: Vec<_> = qs.iter().map(|q| q.operation.clone()).collect();
+                let results = conn.apply(&ops).await;
+                qs.iter()
+                    .enumerate()
+                    .map(|(n, q)| {
+                        let r = match results.get(n) {
+                            Some(Ok(())) => Ok(()),
+                            Some(Err(e)) => Err(e.to_string()),
+                            None => {
+                                Err(format!("system {system} gave no result for this operation"))
+                            }
+                        };
+                        (q.id, r)
+                    })
+                    .collect()
+            }))
+            .await;
         let mut done = Vec::new();
         let mut failed = Vec::new();
         for (id, r) in runs.into_iter().flatten() {
@@ -103,7 +134,13 @@ impl<'a> Executor<'a> {
             }
         }
         let now = self.engine.clock.now();
-        self.engine.store.complete(&self.worker, now, &done, &failed, self.retry).await?;
-        Ok(ExecStats { done: done.len() as u64, failed: failed.len() as u64 })
+        self.engine
+            .store
+            .complete(&self.worker, now, &done, &failed, self.retry)
+            .await?;
+        Ok(ExecStats {
+            done: done.len() as u64,
+            failed: failed.len() as u64,
+        })
     }
 }

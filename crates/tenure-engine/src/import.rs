@@ -7,8 +7,8 @@
 use crate::engine::Engine;
 use crate::error::EngineError;
 use std::path::Path;
-use tenure_core::events::{classify, ChangeKind, Classification, IdentityChange};
-use tenure_core::guard::{verdict, GuardVerdict};
+use tenure_core::events::{ChangeKind, Classification, IdentityChange, classify};
+use tenure_core::guard::{GuardVerdict, verdict};
 use tenure_core::{Identity, SourceId};
 
 /// What an import did.
@@ -34,7 +34,11 @@ fn change_event(engine: &Engine, c: &IdentityChange, file: &str) -> tenure_core:
         (None, ChangeKind::Joiner) => format!("new in {file}"),
         (None, _) => {
             let f: Vec<&str> = c.fields.iter().map(|f| f.field.as_str()).collect();
-            if f.is_empty() { format!("status {:?} -> {}", c.before, c.after) } else { format!("changed: {}", f.join(", ")) }
+            if f.is_empty() {
+                format!("status {:?} -> {}", c.before, c.after)
+            } else {
+                format!("changed: {}", f.join(", "))
+            }
         }
     };
     engine.event(
@@ -54,7 +58,13 @@ pub async fn import(
     allow_mass_change: bool,
 ) -> Result<ImportReport, EngineError> {
     let cfg = engine.policy.config();
-    let known = || cfg.sources.iter().map(|s| s.item.id.to_string()).collect::<Vec<_>>().join(", ");
+    let known = || {
+        cfg.sources
+            .iter()
+            .map(|s| s.item.id.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let src = match source {
         Some(name) => cfg
             .sources
@@ -86,19 +96,40 @@ pub async fn import(
         },
     };
     let file = path.display().to_string();
-    let bytes = std::fs::read(&path).map_err(|source| EngineError::FileRead { path: file.clone(), source })?;
+    let bytes = std::fs::read(&path).map_err(|source| EngineError::FileRead {
+        path: file.clone(),
+        source,
+    })?;
     let records = tenure_sources::parse(src, &file, &bytes)?;
     let n = records.len();
     let stored = engine.store.identities().await?;
     let today = engine.clock.now().date_naive();
     let classification = classify(&src.id, &stored, records, src.missing, today);
     if let Some((_, owner)) = classification.conflicts.first() {
-        let ids: Vec<String> = classification.conflicts.iter().take(5).map(|(i, _)| i.to_string()).collect();
-        return Err(EngineError::SourceConflict { source_id: src.id.to_string(), owner: owner.to_string(), ids: ids.join(", ") });
+        let ids: Vec<String> = classification
+            .conflicts
+            .iter()
+            .take(5)
+            .map(|(i, _)| i.to_string())
+            .collect();
+        return Err(EngineError::SourceConflict {
+            source_id: src.id.to_string(),
+            owner: owner.to_string(),
+            ids: ids.join(", "),
+        });
     }
-    let leavers = classification.changes.iter().filter(|c| c.kind == ChangeKind::Leaver).count() as u64;
+    let leavers = classification
+        .changes
+        .iter()
+        .filter(|c| c.kind == ChangeKind::Leaver)
+        .count() as u64;
     let population = stored.iter().filter(|i| !i.status.is_gone()).count() as u64;
-    let guard = verdict(&cfg.guard, "identities becoming leavers", leavers, population);
+    let guard = verdict(
+        &cfg.guard,
+        "identities becoming leavers",
+        leavers,
+        population,
+    );
     let mut events = Vec::new();
     if guard.blocked {
         if !allow_mass_change {
@@ -111,9 +142,15 @@ pub async fn import(
                     serde_json::json!({ "file": file, "verdict": guard }),
                 )])
                 .await?;
-            let counts: Vec<String> =
-                classification.counts().iter().map(|(k, v)| format!("{v} {k}")).collect();
-            return Err(EngineError::MassChange { verdict: guard, would: counts.join(", ") });
+            let counts: Vec<String> = classification
+                .counts()
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            return Err(EngineError::MassChange {
+                verdict: guard,
+                would: counts.join(", "),
+            });
         }
         events.push(engine.event(
             "guard.override",
@@ -122,15 +159,31 @@ pub async fn import(
             serde_json::json!({ "file": file, "verdict": guard }),
         ));
     }
-    events.extend(classification.changes.iter().filter(|c| c.kind != ChangeKind::Unchanged).map(|c| change_event(engine, c, &file)));
+    events.extend(
+        classification
+            .changes
+            .iter()
+            .filter(|c| c.kind != ChangeKind::Unchanged)
+            .map(|c| change_event(engine, c, &file)),
+    );
     events.push(engine.event(
         "import.completed",
         format!("source:{}", src.id),
         format!("{n} records from {file}"),
         serde_json::json!({ "file": file, "records": n, "counts": classification.counts() }),
     ));
-    engine.store.save_identities(&classification.upserts, events).await?;
-    Ok(ImportReport { source: src.id.clone(), file, records: n, classification, guard: guard.clone(), overridden: guard.blocked })
+    engine
+        .store
+        .save_identities(&classification.upserts, events)
+        .await?;
+    Ok(ImportReport {
+        source: src.id.clone(),
+        file,
+        records: n,
+        classification,
+        guard: guard.clone(),
+        overridden: guard.blocked,
+    })
 }
 
 /// Brings stored lifecycle statuses up to date with today's date: start dates
@@ -151,8 +204,18 @@ pub async fn refresh(engine: &Engine) -> Result<Vec<IdentityChange>, EngineError
                 tenure_core::LifecycleStatus::Leaver => ChangeKind::Leaver,
                 _ => ChangeKind::Updated,
             };
-            changes.push(IdentityChange { id: i.id().clone(), kind, before: Some(i.status), after: now, fields: vec![], note: Some(format!("date reached ({today})")) });
-            upserts.push(Identity { status: now, ..i.clone() });
+            changes.push(IdentityChange {
+                id: i.id().clone(),
+                kind,
+                before: Some(i.status),
+                after: now,
+                fields: vec![],
+                note: Some(format!("date reached ({today})")),
+            });
+            upserts.push(Identity {
+                status: now,
+                ..i.clone()
+            });
         }
     }
     if !upserts.is_empty() {

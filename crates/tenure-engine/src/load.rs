@@ -8,7 +8,10 @@ use tenure_core::policy::Policy;
 /// Reads every `*.toml` file of `dir` (in name order), parses and compiles it.
 /// File names in error messages are shown relative to `dir`'s parent as given.
 pub fn load_policy(dir: &Path) -> Result<Policy, EngineError> {
-    let read_err = |source| EngineError::ConfigRead { path: dir.display().to_string(), source };
+    let read_err = |source| EngineError::ConfigRead {
+        path: dir.display().to_string(),
+        source,
+    };
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .map_err(read_err)?
         .filter_map(Result::ok)
@@ -24,11 +27,15 @@ pub fn load_policy(dir: &Path) -> Result<Policy, EngineError> {
     }
     let mut files = Vec::new();
     for p in names {
-        let text = std::fs::read_to_string(&p)
-            .map_err(|source| EngineError::ConfigRead { path: p.display().to_string(), source })?;
+        let text = std::fs::read_to_string(&p).map_err(|source| EngineError::ConfigRead {
+            path: p.display().to_string(),
+            source,
+        })?;
         files.push((p.display().to_string(), text));
     }
     let config = Config::parse(files)?;
-    let check = |s: &tenure_core::config::SystemConfig| tenure_connectors::validate(s).err().unwrap_or_default();
+    let check = |s: &tenure_core::config::SystemConfig| {
+        tenure_connectors::validate(s).err().unwrap_or_default()
+    };
     Ok(Policy::compile(config, &check)?)
 }

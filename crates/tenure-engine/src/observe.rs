@@ -38,7 +38,11 @@ pub struct Observation {
 /// A person's display name from the usual attributes.
 pub fn label(i: &Identity) -> String {
     let r = &i.record;
-    let full = format!("{} {}", r.attribute("given_name"), r.attribute("family_name"));
+    let full = format!(
+        "{} {}",
+        r.attribute("given_name"),
+        r.attribute("family_name")
+    );
     let full = full.trim();
     if !full.is_empty() {
         return full.to_owned();
@@ -48,7 +52,10 @@ pub fn label(i: &Identity) -> String {
 
 impl Observation {
     /// Reads everything.
-    pub async fn read(engine: &Engine, progress: &dyn Progress) -> Result<Observation, EngineError> {
+    pub async fn read(
+        engine: &Engine,
+        progress: &dyn Progress,
+    ) -> Result<Observation, EngineError> {
         let now = engine.clock.now();
         progress.start("reading identities", None);
         let identities = engine.store.identities().await?;
@@ -81,7 +88,10 @@ impl Observation {
         progress.advance(identities.len() as u64);
         progress.finish();
         for e in errors {
-            findings.push(Finding::EvaluationFailed { identity: e.identity.clone(), message: e.to_string() });
+            findings.push(Finding::EvaluationFailed {
+                identity: e.identity.clone(),
+                message: e.to_string(),
+            });
         }
         let mut links = Vec::new();
         let mut new_links = Vec::new();
@@ -101,10 +111,28 @@ impl Observation {
             findings.extend(c.findings);
         }
         // Unreadable systems keep their stored links untouched.
-        links.extend(stored_links.into_iter().filter(|l| !actual.systems.contains_key(&l.system)));
+        links.extend(
+            stored_links
+                .into_iter()
+                .filter(|l| !actual.systems.contains_key(&l.system)),
+        );
         links.sort();
-        let index = identities.iter().enumerate().map(|(n, i)| (i.id().clone(), n)).collect();
-        Ok(Observation { identities, index, actual, capabilities, desired, links, new_links, stale_links, findings })
+        let index = identities
+            .iter()
+            .enumerate()
+            .map(|(n, i)| (i.id().clone(), n))
+            .collect();
+        Ok(Observation {
+            identities,
+            index,
+            actual,
+            capabilities,
+            desired,
+            links,
+            new_links,
+            stale_links,
+            findings,
+        })
     }
 
     /// Looks an identity up.

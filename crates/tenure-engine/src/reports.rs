@@ -3,7 +3,7 @@
 
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::observe::{label, Observation};
+use crate::observe::{Observation, label};
 use crate::progress::Progress;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -69,14 +69,18 @@ pub struct LeaverRow {
     pub next_step: Option<(StepAction, DateTime<Utc>)>,
 }
 
-fn why(d: &Desired, entitlement_filter: &[String]) -> String {
+fn why(d: &Desired, held: &[String]) -> String {
     let mut reasons: Vec<String> = match d {
         Desired::Account(a) => {
-            let mut r: Vec<String> = a.reasons.iter().map(ToString::to_string).collect();
-            for (e, why) in &a.entitlements {
-                if entitlement_filter.iter().any(|x| x == e.as_str()) {
-                    r.extend(why.iter().map(|w| format!("{e}: {w}")));
-                }
+            // Entitlements say why each is held; an account without any says why it exists.
+            let mut r: Vec<String> = a
+                .entitlements
+                .iter()
+                .filter(|(e, _)| held.iter().any(|x| x == e.as_str()))
+                .flat_map(|(e, why)| why.iter().map(move |w| format!("{e} ← {w}")))
+                .collect();
+            if r.is_empty() {
+                r = a.reasons.iter().map(ToString::to_string).collect();
             }
             r
         }
@@ -89,13 +93,25 @@ fn why(d: &Desired, entitlement_filter: &[String]) -> String {
 }
 
 /// Who holds which account and entitlement on which system, and why.
-pub async fn access(engine: &Engine, progress: &dyn Progress) -> Result<Vec<AccessRow>, EngineError> {
+pub async fn access(
+    engine: &Engine,
+    progress: &dyn Progress,
+) -> Result<Vec<AccessRow>, EngineError> {
     let obs = Observation::read(engine, progress).await?;
     let today = engine.clock.now().date_naive();
     let mut rows = Vec::new();
     for l in &obs.links {
-        let Some(acct) = obs.actual.systems.get(&l.system).and_then(|s| s.accounts.get(&l.account)) else { continue };
-        let Some(i) = obs.identity(&l.identity) else { continue };
+        let Some(acct) = obs
+            .actual
+            .systems
+            .get(&l.system)
+            .and_then(|s| s.accounts.get(&l.account))
+        else {
+            continue;
+        };
+        let Some(i) = obs.identity(&l.identity) else {
+            continue;
+        };
         let entitlements: Vec<String> = acct.entitlements.iter().map(ToString::to_string).collect();
         let reason = obs
             .desired
@@ -114,12 +130,17 @@ pub async fn access(engine: &Engine, progress: &dyn Progress) -> Result<Vec<Acce
             why: reason,
         });
     }
-    rows.sort_by(|a, b| (&a.identity, &a.system, &a.account).cmp(&(&b.identity, &b.system, &b.account)));
+    rows.sort_by(|a, b| {
+        (&a.identity, &a.system, &a.account).cmp(&(&b.identity, &b.system, &b.account))
+    });
     Ok(rows)
 }
 
 /// Accounts no identity justifies, and ambiguous ones.
-pub async fn orphans(engine: &Engine, progress: &dyn Progress) -> Result<Vec<OrphanRow>, EngineError> {
+pub async fn orphans(
+    engine: &Engine,
+    progress: &dyn Progress,
+) -> Result<Vec<OrphanRow>, EngineError> {
     let obs = Observation::read(engine, progress).await?;
     let owned: std::collections::BTreeSet<(&tenure_core::SystemId, &tenure_core::AccountKey)> = obs
         .links
@@ -127,11 +148,18 @@ pub async fn orphans(engine: &Engine, progress: &dyn Progress) -> Result<Vec<Orp
         .filter(|l| obs.identity(&l.identity).is_some())
         .map(|l| (&l.system, &l.account))
         .collect();
-    let ambiguous: std::collections::BTreeMap<(&tenure_core::SystemId, &tenure_core::AccountKey), String> = obs
+    let ambiguous: std::collections::BTreeMap<
+        (&tenure_core::SystemId, &tenure_core::AccountKey),
+        String,
+    > = obs
         .findings
         .iter()
         .filter_map(|f| match f {
-            Finding::Ambiguous { system, account, identities } => {
+            Finding::Ambiguous {
+                system,
+                account,
+                identities,
+            } => {
                 let ids: Vec<String> = identities.iter().map(ToString::to_string).collect();
                 Some(((system, account), format!("ambiguous: {}", ids.join(", "))))
             }
@@ -149,7 +177,10 @@ pub async fn orphans(engine: &Engine, progress: &dyn Progress) -> Result<Vec<Orp
                 account: key.to_string(),
                 enabled: a.enabled,
                 entitlements: a.entitlements.iter().map(ToString::to_string).collect(),
-                finding: ambiguous.get(&(system, key)).cloned().unwrap_or_else(|| "orphaned".to_owned()),
+                finding: ambiguous
+                    .get(&(system, key))
+                    .cloned()
+                    .unwrap_or_else(|| "orphaned".to_owned()),
             });
         }
     }
@@ -157,17 +188,29 @@ pub async fn orphans(engine: &Engine, progress: &dyn Progress) -> Result<Vec<Orp
 }
 
 /// Leavers who still hold an account anywhere, with the next step of their deprovisioning.
-pub async fn leavers(engine: &Engine, progress: &dyn Progress) -> Result<Vec<LeaverRow>, EngineError> {
+pub async fn leavers(
+    engine: &Engine,
+    progress: &dyn Progress,
+) -> Result<Vec<LeaverRow>, EngineError> {
     let obs = Observation::read(engine, progress).await?;
     let now = engine.clock.now();
     let today = now.date_naive();
     let mut rows = Vec::new();
     for l in &obs.links {
-        let Some(i) = obs.identity(&l.identity) else { continue };
+        let Some(i) = obs.identity(&l.identity) else {
+            continue;
+        };
         if !i.status_on(today).is_gone() && i.status != tenure_core::LifecycleStatus::Deleted {
             continue;
         }
-        let Some(acct) = obs.actual.systems.get(&l.system).and_then(|s| s.accounts.get(&l.account)) else { continue };
+        let Some(acct) = obs
+            .actual
+            .systems
+            .get(&l.system)
+            .and_then(|s| s.accounts.get(&l.account))
+        else {
+            continue;
+        };
         let (policy, steps) = match engine.policy.leaver_schedule(i) {
             Ok(s) => s,
             Err(e) => return Err(EngineError::Invalid(e.to_string())),

@@ -1,1 +1,34 @@
-//! placeholder
+//! Tenure's durable store: identities, account links, plans, the durable
+//! operation queue and the hash-chained audit log.
+//!
+//! Two databases are supported through one [`sqlx::AnyPool`]: SQLite (the
+//! embedded default: a file created and migrated on first use, in WAL mode)
+//! and PostgreSQL (production: several Tenure processes may share one
+//! database; claims use `SKIP LOCKED` and audit appends lock a head row).
+//! [`Store::open`] connects and migrates. Every state change and the audit
+//! records that go with it are written in one transaction.
+//!
+//! Storage conventions: timestamps are BIGINT unix microseconds (UTC), dates
+//! `YYYY-MM-DD` text, structured values JSON text. Every value is bound as a
+//! parameter; statements are built only from fixed SQL and placeholders.
+//!
+//! What this crate deliberately does not do: evaluate policy or lifecycle
+//! status, build plans, run operations or talk to connectors (the engine
+//! does), read the clock for anything but migration bookkeeping (callers pass
+//! `now`), or verify the audit chain (that is
+//! [`tenure_core::audit::verify`], fed by [`Store::audit_page`]).
+
+mod audit;
+mod error;
+mod header;
+mod identities;
+mod migrate;
+mod queue;
+mod sql;
+mod store;
+mod url;
+
+pub use error::StoreError;
+pub use migrate::SCHEMA_VERSION;
+pub use queue::{MAX_BACKOFF, OpState, PlanId, QueueCounts, QueuedOperation, RetryPolicy};
+pub use store::{Dialect, Store};

@@ -7,18 +7,36 @@
 //! every time and the dates in its HR files mean what the text says.
 
 use crate::output;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::sync::Arc;
 use tenure_engine::{Engine, FixedClock, NoProgress};
 
 const FILES: &[(&str, &str)] = &[
-    ("config/tenure.toml", include_str!("../../../examples/acme/config/tenure.toml")),
-    ("config/systems.toml", include_str!("../../../examples/acme/config/systems.toml")),
-    ("config/roles.toml", include_str!("../../../examples/acme/config/roles.toml")),
-    ("config/rules.toml", include_str!("../../../examples/acme/config/rules.toml")),
-    ("hr/2026-11-01.csv", include_str!("../../../examples/acme/hr/2026-11-01.csv")),
-    ("hr/2026-11-24.csv", include_str!("../../../examples/acme/hr/2026-11-24.csv")),
+    (
+        "config/tenure.toml",
+        include_str!("../../../examples/acme/config/tenure.toml"),
+    ),
+    (
+        "config/systems.toml",
+        include_str!("../../../examples/acme/config/systems.toml"),
+    ),
+    (
+        "config/roles.toml",
+        include_str!("../../../examples/acme/config/roles.toml"),
+    ),
+    (
+        "config/rules.toml",
+        include_str!("../../../examples/acme/config/rules.toml"),
+    ),
+    (
+        "hr/2026-11-01.csv",
+        include_str!("../../../examples/acme/hr/2026-11-01.csv"),
+    ),
+    (
+        "hr/2026-11-24.csv",
+        include_str!("../../../examples/acme/hr/2026-11-24.csv"),
+    ),
 ];
 
 /// The applications' own tables, and what was in them before Tenure.
@@ -74,34 +92,53 @@ fn abbreviate(text: &str, full: bool, max: usize) -> String {
     if full || lines.len() <= max {
         return text.to_owned();
     }
-    let summary = lines.iter().rposition(|l| l.starts_with("Summary:")).unwrap_or(lines.len());
+    let summary = lines
+        .iter()
+        .rposition(|l| l.starts_with("Summary:"))
+        .unwrap_or(lines.len());
     let mut out: Vec<String> = lines.iter().take(max).map(|l| (*l).to_owned()).collect();
-    out.push(format!("    … {} more lines (run the demo with --full to see everything)", summary.saturating_sub(max)));
+    out.push(format!(
+        "    … {} more lines (run the demo with --full to see everything)",
+        summary.saturating_sub(max)
+    ));
     out.extend(lines.iter().skip(summary.max(max)).map(|l| (*l).to_owned()));
     out.join("\n") + "\n"
 }
 
-async fn prepare(dir: &Path) -> Result<()> {
+/// Creates the demo directory: configuration, HR exports, the applications' databases.
+pub async fn prepare(dir: &Path) -> Result<()> {
     if dir.exists() {
         if dir.join(MARKER).exists() {
-            std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear the earlier demo in {}", dir.display()))?;
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("cannot clear the earlier demo in {}", dir.display()))?;
         } else if std::fs::read_dir(dir)?.next().is_some() {
-            bail!("{} exists and is not a Tenure demo directory; choose another with --dir", dir.display());
+            bail!(
+                "{} exists and is not a Tenure demo directory; choose another with --dir",
+                dir.display()
+            );
         }
     }
     for sub in ["config", "hr", "apps"] {
         std::fs::create_dir_all(dir.join(sub))?;
     }
-    std::fs::write(dir.join(MARKER), "created by `tenure demo`; removed by the next demo run\n")?;
+    std::fs::write(
+        dir.join(MARKER),
+        "created by `tenure demo`; removed by the next demo run\n",
+    )?;
     for (name, text) in FILES {
         std::fs::write(dir.join(name), text)?;
     }
     sqlx::any::install_default_drivers();
     for (file, statements) in APPS {
         let url = format!("sqlite:{}?mode=rwc", dir.join(file).display());
-        let pool = sqlx::AnyPool::connect(&url).await.with_context(|| format!("cannot create {file}"))?;
+        let pool = sqlx::AnyPool::connect(&url)
+            .await
+            .with_context(|| format!("cannot create {file}"))?;
         for s in *statements {
-            sqlx::query(s).execute(&pool).await.with_context(|| format!("{file}: {s}"))?;
+            sqlx::query(*s)
+                .execute(&pool)
+                .await
+                .with_context(|| format!("{file}: {s}"))?;
         }
         pool.close().await;
     }
@@ -118,9 +155,16 @@ pub async fn run(dir: &Path, full: bool) -> Result<()> {
     let quiet = NoProgress;
     let cmd = |c: &str| format!("tenure --config {} --database {db} {c}", config.display());
 
-    println!("Tenure demo: Acme Corp, 50 people, three applications (a wiki, a sales CRM, a finance ledger).");
-    println!("Everything is in {} — configuration, HR exports, the applications' databases and Tenure's own.", dir.display());
-    println!("The demo runs on a fixed clock so its output is always the same: first 1 November 2026, then 24 November.");
+    println!(
+        "Tenure demo: Acme Corp, 50 people, three applications (a wiki, a sales CRM, a finance ledger)."
+    );
+    println!(
+        "Everything is in {} — configuration, HR exports, the applications' databases and Tenure's own.",
+        dir.display()
+    );
+    println!(
+        "The demo runs on a fixed clock so its output is always the same: first 1 November 2026, then 24 November."
+    );
 
     heading(1, "Check the configuration (policy as code)", &cmd("check"));
     let c = engine.policy.config();
@@ -133,16 +177,33 @@ pub async fn run(dir: &Path, full: bool) -> Result<()> {
         c.deprovisioning.len()
     );
 
-    heading(2, "1 November: import the HR export", &cmd("import hr/2026-11-01.csv"));
-    let r = tenure_engine::import::import(&engine, None, Some(&dir.join("hr/2026-11-01.csv")), false).await?;
+    heading(
+        2,
+        "1 November: import the HR export",
+        &cmd("import hr/2026-11-01.csv"),
+    );
+    let r =
+        tenure_engine::import::import(&engine, None, Some(&dir.join("hr/2026-11-01.csv")), false)
+            .await?;
     print!("{}", output::import_text(&r));
 
-    heading(3, "The plan: what Tenure will change, and why — nothing has changed yet", &cmd("plan"));
+    heading(
+        3,
+        "The plan: what Tenure will change, and why — nothing has changed yet",
+        &cmd("plan"),
+    );
     let planned = engine.plan(&quiet).await?;
-    print!("{}", abbreviate(&tenure_core::render::plan_text(&planned.plan), full, 45));
+    print!(
+        "{}",
+        abbreviate(&tenure_core::render::plan_text(&planned.plan), full, 45)
+    );
 
-    heading(4, "Apply it: every operation is queued durably, executed, and confirmed by its system", &cmd("apply"));
-    let (p, a) = engine.apply(None, false, &quiet).await?;
+    heading(
+        4,
+        "Apply it: every operation is queued durably, executed, and confirmed by its system",
+        &cmd("apply"),
+    );
+    let (p, a) = engine.apply(None, false, true, &quiet).await?;
     print!("{}", output::apply_text(&p, &a));
 
     clock.set(at("2026-11-24"));
@@ -151,7 +212,9 @@ pub async fn run(dir: &Path, full: bool) -> Result<()> {
         "24 November: the next HR export — joiners, movers and leavers",
         &cmd("--now 2026-11-24 import hr/2026-11-24.csv"),
     );
-    let r = tenure_engine::import::import(&engine, None, Some(&dir.join("hr/2026-11-24.csv")), false).await?;
+    let r =
+        tenure_engine::import::import(&engine, None, Some(&dir.join("hr/2026-11-24.csv")), false)
+            .await?;
     print!("{}", output::import_text(&r));
 
     heading(6, "The plan for 24 November", &cmd("--now 2026-11-24 plan"));
@@ -160,33 +223,72 @@ pub async fn run(dir: &Path, full: bool) -> Result<()> {
     println!("Mass-change guard: {}", planned.guard);
 
     heading(7, "Apply it", &cmd("--now 2026-11-24 apply"));
-    let (p, a) = engine.apply(None, false, &quiet).await?;
+    let (p, a) = engine.apply(None, false, true, &quiet).await?;
     print!("{}", output::apply_text(&p, &a));
 
-    heading(8, "Access report: who holds what, where, and why", &cmd("--now 2026-11-24 report access"));
+    heading(
+        8,
+        "Access report: who holds what, where, and why",
+        &cmd("--now 2026-11-24 report access"),
+    );
     let rows = tenure_engine::reports::access(&engine, &quiet).await?;
-    let people: std::collections::BTreeSet<&str> =
-        ["E1001", "E1006", "E1016", "E1025", "E1030", "E1041", "E1051", "E1052", "E1053"].into_iter().collect();
-    let shown: Vec<_> = rows.iter().filter(|r| full || people.contains(r.identity.as_str())).cloned().collect();
-    print!("{}", output::render(&shown, false, false, output::access_table)?);
+    let people: std::collections::BTreeSet<&str> = [
+        "E1001", "E1006", "E1016", "E1025", "E1030", "E1041", "E1051", "E1052", "E1053",
+    ]
+    .into_iter()
+    .collect();
+    let shown: Vec<_> = rows
+        .iter()
+        .filter(|r| full || people.contains(r.identity.as_str()))
+        .cloned()
+        .collect();
+    print!(
+        "{}",
+        output::render(&shown, false, false, output::access_table)?
+    );
     if !full {
-        println!("({} of {} rows: the people this demo follows; the full report has everyone)", shown.len(), rows.len());
+        println!(
+            "({} of {} rows: the people this demo follows; the full report has everyone)",
+            shown.len(),
+            rows.len()
+        );
     }
 
-    heading(9, "Leavers who still hold anything, and what happens next", &cmd("--now 2026-11-24 report leavers"));
+    heading(
+        9,
+        "Leavers who still hold anything, and what happens next",
+        &cmd("--now 2026-11-24 report leavers"),
+    );
     let rows = tenure_engine::reports::leavers(&engine, &quiet).await?;
-    print!("{}", output::render(&rows, false, false, output::leavers_table)?);
+    print!(
+        "{}",
+        output::render(&rows, false, false, output::leavers_table)?
+    );
 
-    heading(10, "Orphaned accounts: found, reported, never deleted unless policy says so", &cmd("--now 2026-11-24 report orphans"));
+    heading(
+        10,
+        "Orphaned accounts: found, reported, never deleted unless policy says so",
+        &cmd("--now 2026-11-24 report orphans"),
+    );
     let rows = tenure_engine::reports::orphans(&engine, &quiet).await?;
-    print!("{}", output::render(&rows, false, false, output::orphans_table)?);
+    print!(
+        "{}",
+        output::render(&rows, false, false, output::orphans_table)?
+    );
 
-    heading(11, "Verify the audit log: every import, plan and operation, hash-chained", &cmd("audit verify"));
+    heading(
+        11,
+        "Verify the audit log: every import, plan and operation, hash-chained",
+        &cmd("audit verify"),
+    );
     let v = output::verify(&engine.store).await?;
     print!("{}", output::verify_text(&v));
 
     println!("\nExplore further with the same state, for example:");
-    println!("  {}", cmd("--now 2026-12-15 plan    # three weeks later: the staged deprovisioning moves on"));
+    println!(
+        "  {}",
+        cmd("--now 2026-12-15 plan    # three weeks later: the staged deprovisioning moves on")
+    );
     println!("  {}", cmd("--now 2026-11-24 report access --format csv"));
     println!("  tenure --database {db} audit export");
     engine.store.close().await;

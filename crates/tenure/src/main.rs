@@ -22,13 +22,28 @@ const EXIT_REFUSED: u8 = 3;
 const EXIT_TAMPERED: u8 = 4;
 
 #[derive(Parser, Debug)]
-#[command(name = "tenure", version, about = "Identity lifecycle engine: joiners, movers and leavers, planned and provable")]
+#[command(
+    name = "tenure",
+    version,
+    about = "Identity lifecycle engine: joiners, movers and leavers, planned and provable"
+)]
 struct Cli {
     /// The configuration directory (every *.toml file in it is read).
-    #[arg(long, short = 'c', global = true, env = "TENURE_CONFIG", default_value = "config")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "TENURE_CONFIG",
+        default_value = "config"
+    )]
     config: PathBuf,
     /// Where Tenure keeps its state: a SQLite file (sqlite:tenure.db) or postgres://… URL.
-    #[arg(long, global = true, env = "TENURE_DATABASE_URL", default_value = "sqlite:tenure.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "TENURE_DATABASE_URL",
+        default_value = "sqlite:tenure.db"
+    )]
     database: String,
     /// Who is acting, recorded in the audit log (default cli:$USER).
     #[arg(long, global = true, env = "TENURE_ACTOR")]
@@ -37,8 +52,23 @@ struct Cli {
     #[arg(long, global = true, env = "TENURE_NOW", hide = true)]
     now: Option<String>,
     /// How long a claimed operation stays this process's before another may take it over (seconds).
-    #[arg(long, global = true, env = "TENURE_LEASE_SECONDS", default_value_t = 30, hide = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "TENURE_LEASE_SECONDS",
+        default_value_t = 30,
+        hide = true
+    )]
     lease_seconds: u64,
+    /// How many queued operations one claim takes.
+    #[arg(
+        long,
+        global = true,
+        env = "TENURE_BATCH",
+        default_value_t = 4000,
+        hide = true
+    )]
+    batch: usize,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,10 +107,15 @@ enum Command {
         /// Apply even if more accounts would be deprovisioned than the mass-change guard allows.
         #[arg(long)]
         allow_mass_change: bool,
+        /// Only queue the plan's operations, for `tenure work` (or the service) to execute.
+        #[arg(long)]
+        queue_only: bool,
         /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,
     },
+    /// Execute queued operations until none is runnable (several processes may share a PostgreSQL queue).
+    Work,
     /// Reports on access, orphaned accounts and leavers.
     Report {
         /// Which report.
@@ -109,6 +144,10 @@ enum Command {
         /// Print every plan in full.
         #[arg(long)]
         full: bool,
+        /// Only create the directory (configuration, HR exports, the applications' empty
+        /// databases), to walk through the commands yourself.
+        #[arg(long)]
+        prepare_only: bool,
     },
 }
 
@@ -148,13 +187,16 @@ fn parse_now(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&chrono::Utc));
     }
-    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .with_context(|| format!("--now {s:?} is neither an RFC 3339 time nor a YYYY-MM-DD date"))?;
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").with_context(|| {
+        format!("--now {s:?} is neither an RFC 3339 time nor a YYYY-MM-DD date")
+    })?;
     Ok(d.and_hms_opt(9, 0, 0).unwrap_or_default().and_utc())
 }
 
 fn default_actor() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into());
     format!("cli:{user}")
 }
 
@@ -162,6 +204,7 @@ async fn open(cli: &Cli, clock: Arc<dyn Clock>) -> Result<Engine> {
     let actor = cli.actor.clone().unwrap_or_else(default_actor);
     let mut engine = Engine::open(&cli.config, &cli.database, clock, actor).await?;
     engine.lease = std::time::Duration::from_secs(cli.lease_seconds);
+    engine.batch = cli.batch.max(1);
     Ok(engine)
 }
 
@@ -169,11 +212,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TENURE_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("TENURE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -183,11 +230,18 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            let refused = e
-                .downcast_ref::<EngineError>()
-                .is_some_and(|e| matches!(e, EngineError::MassChange { .. } | EngineError::StaleSavedPlan { .. }));
+            let refused = e.downcast_ref::<EngineError>().is_some_and(|e| {
+                matches!(
+                    e,
+                    EngineError::MassChange { .. } | EngineError::StaleSavedPlan { .. }
+                )
+            });
             eprintln!("error: {e:#}");
-            if refused { ExitCode::from(EXIT_REFUSED) } else { ExitCode::FAILURE }
+            if refused {
+                ExitCode::from(EXIT_REFUSED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -210,14 +264,32 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 c.roles.len(),
                 c.rules.len(),
                 c.deprovisioning.len(),
-                if c.deprovisioning.len() == 1 { "y" } else { "ies" }
+                if c.deprovisioning.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
             );
         }
-        Command::Import { file, source, allow_mass_change, json } => {
+        Command::Import {
+            file,
+            source,
+            allow_mass_change,
+            json,
+        } => {
             let engine = open(&cli, clock).await?;
-            let r = tenure_engine::import::import(&engine, source.as_deref(), file.as_deref(), *allow_mass_change).await?;
+            let r = tenure_engine::import::import(
+                &engine,
+                source.as_deref(),
+                file.as_deref(),
+                *allow_mass_change,
+            )
+            .await?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&output::import_json(&r))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output::import_json(&r))?
+                );
             } else {
                 print!("{}", output::import_text(&r));
             }
@@ -227,27 +299,50 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let planned = engine.plan(&progress).await?;
             if let Some(path) = out {
                 let text = serde_json::to_string_pretty(&planned.plan)?;
-                std::fs::write(path, text).with_context(|| format!("cannot write the plan to {}", path.display()))?;
+                std::fs::write(path, text)
+                    .with_context(|| format!("cannot write the plan to {}", path.display()))?;
             }
             if *json {
                 println!("{}", serde_json::to_string_pretty(&planned.plan)?);
             } else {
                 print!("{}", tenure_core::render::plan_text(&planned.plan));
-                println!("Mass-change guard: {}{}", planned.guard, if planned.guard.blocked { " — apply will refuse without --allow-mass-change" } else { "" });
+                println!(
+                    "Mass-change guard: {}{}",
+                    planned.guard,
+                    if planned.guard.blocked {
+                        " — apply will refuse without --allow-mass-change"
+                    } else {
+                        ""
+                    }
+                );
                 if let Some(path) = out {
-                    println!("Saved to {}; apply exactly this plan with `tenure apply {}`.", path.display(), path.display());
+                    println!(
+                        "Saved to {}; apply exactly this plan with `tenure apply {}`.",
+                        path.display(),
+                        path.display()
+                    );
                 }
             }
         }
-        Command::Apply { plan, allow_mass_change, json } => {
+        Command::Apply {
+            plan,
+            allow_mass_change,
+            queue_only,
+            json,
+        } => {
             let engine = open(&cli, clock).await?;
             let saved = match plan {
                 Some(p) => Some(read_plan(p)?),
                 None => None,
             };
-            let (planned, report) = engine.apply(saved.as_ref(), *allow_mass_change, &progress).await?;
+            let (planned, report) = engine
+                .apply(saved.as_ref(), *allow_mass_change, !*queue_only, &progress)
+                .await?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&output::apply_json(&planned, &report))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output::apply_json(&planned, &report))?
+                );
             } else {
                 print!("{}", output::apply_text(&planned, &report));
             }
@@ -258,11 +353,38 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report { kind, format } => {
             let engine = open(&cli, clock).await?;
             let text = match kind {
-                ReportKind::Access => output::render(&tenure_engine::reports::access(&engine, &progress).await?, *format == Format::Json, *format == Format::Csv, output::access_table)?,
-                ReportKind::Orphans => output::render(&tenure_engine::reports::orphans(&engine, &progress).await?, *format == Format::Json, *format == Format::Csv, output::orphans_table)?,
-                ReportKind::Leavers => output::render(&tenure_engine::reports::leavers(&engine, &progress).await?, *format == Format::Json, *format == Format::Csv, output::leavers_table)?,
+                ReportKind::Access => output::render(
+                    &tenure_engine::reports::access(&engine, &progress).await?,
+                    *format == Format::Json,
+                    *format == Format::Csv,
+                    output::access_table,
+                )?,
+                ReportKind::Orphans => output::render(
+                    &tenure_engine::reports::orphans(&engine, &progress).await?,
+                    *format == Format::Json,
+                    *format == Format::Csv,
+                    output::orphans_table,
+                )?,
+                ReportKind::Leavers => output::render(
+                    &tenure_engine::reports::leavers(&engine, &progress).await?,
+                    *format == Format::Json,
+                    *format == Format::Csv,
+                    output::leavers_table,
+                )?,
             };
             print!("{text}");
+        }
+        Command::Work => {
+            let engine = open(&cli, clock).await?;
+            let stats = engine.execute(&progress).await?;
+            let c = engine.store.queue_counts().await?;
+            println!(
+                "{} operation(s) confirmed, {} failed; queue now: {} queued, {} running, {} failed",
+                stats.done, stats.failed, c.queued, c.running, c.failed
+            );
+            if stats.failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Queue { retry_failed } => {
             let engine = open(&cli, clock.clone()).await?;
@@ -285,21 +407,43 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 AuditCommand::Export { out } => output::export(&store, out.as_deref()).await?,
             }
         }
-        Command::Demo { dir, full } => demo::run(dir, *full).await?,
+        Command::Demo {
+            dir,
+            full,
+            prepare_only,
+        } => {
+            if *prepare_only {
+                demo::prepare(dir).await?;
+                println!(
+                    "Prepared {}: try `tenure --config {}/config --database sqlite:{}/tenure.db import`",
+                    dir.display(),
+                    dir.display(),
+                    dir.display()
+                );
+            } else {
+                demo::run(dir, *full).await?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn read_plan(path: &Path) -> Result<tenure_core::Plan> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the plan {}", path.display()))?;
-    let plan: tenure_core::Plan = serde_json::from_str(&text).map_err(|e| EngineError::BadPlanFile {
-        path: path.display().to_string(),
-        message: format!("line {}, column {}: {e}", e.line(), e.column()),
-    })?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the plan {}", path.display()))?;
+    let plan: tenure_core::Plan =
+        serde_json::from_str(&text).map_err(|e| EngineError::BadPlanFile {
+            path: path.display().to_string(),
+            message: format!("line {}, column {}: {e}", e.line(), e.column()),
+        })?;
     if plan.format != tenure_core::plan::PLAN_FORMAT {
         return Err(EngineError::BadPlanFile {
             path: path.display().to_string(),
-            message: format!("plan format {} is not supported (this Tenure writes format {})", plan.format, tenure_core::plan::PLAN_FORMAT),
+            message: format!(
+                "plan format {} is not supported (this Tenure writes format {})",
+                plan.format,
+                tenure_core::plan::PLAN_FORMAT
+            ),
         }
         .into());
     }

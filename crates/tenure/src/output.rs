@@ -5,10 +5,10 @@ use serde::Serialize;
 use std::fmt::Write;
 use tenure_core::audit::{Verification, Verifier};
 use tenure_core::events::ChangeKind;
+use tenure_engine::Engine;
 use tenure_engine::engine::{ApplyReport, Planned};
 use tenure_engine::import::ImportReport;
 use tenure_engine::reports::{AccessRow, LeaverRow, OrphanRow};
-use tenure_engine::Engine;
 use tenure_store::Store;
 
 /// A plain text table with aligned columns.
@@ -42,12 +42,15 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     s
 }
 
+/// Column headers and cells of a table.
+pub type Cells = (Vec<&'static str>, Vec<Vec<String>>);
+
 /// Renders report rows as a table, CSV or JSON.
 pub fn render<T: Serialize>(
     rows: &[T],
     json: bool,
     csv_out: bool,
-    to_table: fn(&[T]) -> (Vec<&'static str>, Vec<Vec<String>>),
+    to_table: fn(&[T]) -> Cells,
 ) -> Result<String> {
     if json {
         return Ok(serde_json::to_string_pretty(rows)? + "\n");
@@ -59,7 +62,9 @@ pub fn render<T: Serialize>(
         for r in &cells {
             w.write_record(r)?;
         }
-        return Ok(String::from_utf8(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?);
+        return Ok(String::from_utf8(
+            w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?,
+        )?);
     }
     if cells.is_empty() {
         return Ok("(none)\n".to_owned());
@@ -68,13 +73,26 @@ pub fn render<T: Serialize>(
 }
 
 fn yes(b: bool) -> String {
-    if b { "enabled".into() } else { "disabled".into() }
+    if b {
+        "enabled".into()
+    } else {
+        "disabled".into()
+    }
 }
 
 /// The access report as a table.
-pub fn access_table(rows: &[AccessRow]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+pub fn access_table(rows: &[AccessRow]) -> Cells {
     (
-        vec!["identity", "name", "status", "system", "account", "state", "entitlements", "why"],
+        vec![
+            "identity",
+            "name",
+            "status",
+            "system",
+            "account",
+            "state",
+            "entitlements",
+            "why",
+        ],
         rows.iter()
             .map(|r| {
                 vec![
@@ -93,19 +111,37 @@ pub fn access_table(rows: &[AccessRow]) -> (Vec<&'static str>, Vec<Vec<String>>)
 }
 
 /// The orphans report as a table.
-pub fn orphans_table(rows: &[OrphanRow]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+pub fn orphans_table(rows: &[OrphanRow]) -> Cells {
     (
         vec!["system", "account", "state", "entitlements", "finding"],
         rows.iter()
-            .map(|r| vec![r.system.clone(), r.account.clone(), yes(r.enabled), r.entitlements.join(","), r.finding.clone()])
+            .map(|r| {
+                vec![
+                    r.system.clone(),
+                    r.account.clone(),
+                    yes(r.enabled),
+                    r.entitlements.join(","),
+                    r.finding.clone(),
+                ]
+            })
             .collect(),
     )
 }
 
 /// The leavers report as a table.
-pub fn leavers_table(rows: &[LeaverRow]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+pub fn leavers_table(rows: &[LeaverRow]) -> Cells {
     (
-        vec!["identity", "name", "end date", "policy", "system", "account", "state", "entitlements", "next step"],
+        vec![
+            "identity",
+            "name",
+            "end date",
+            "policy",
+            "system",
+            "account",
+            "state",
+            "entitlements",
+            "next step",
+        ],
         rows.iter()
             .map(|r| {
                 vec![
@@ -118,7 +154,9 @@ pub fn leavers_table(rows: &[LeaverRow]) -> (Vec<&'static str>, Vec<Vec<String>>
                     yes(r.enabled),
                     r.entitlements.to_string(),
                     r.next_step
-                        .map(|(a, at)| format!("{} on {}", a.as_str(), at.format("%Y-%m-%d %H:%M UTC")))
+                        .map(|(a, at)| {
+                            format!("{} on {}", a.as_str(), at.format("%Y-%m-%d %H:%M UTC"))
+                        })
                         .unwrap_or_else(|| "—".into()),
                 ]
             })
@@ -129,11 +167,20 @@ pub fn leavers_table(rows: &[LeaverRow]) -> (Vec<&'static str>, Vec<Vec<String>>
 /// An import's outcome for people.
 pub fn import_text(r: &ImportReport) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "Imported {} records from {} (source {}).", r.records, r.file, r.source);
+    let _ = writeln!(
+        s,
+        "Imported {} records from {} (source {}).",
+        r.records, r.file, r.source
+    );
     let counts = r.classification.counts();
     let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     let _ = writeln!(s, "  {}", parts.join(", "));
-    for c in r.classification.changes.iter().filter(|c| c.kind != ChangeKind::Unchanged) {
+    for c in r
+        .classification
+        .changes
+        .iter()
+        .filter(|c| c.kind != ChangeKind::Unchanged)
+    {
         let what = match c.kind {
             ChangeKind::Joiner => format!("joiner ({})", c.after),
             _ => c.kind.to_string(),
@@ -142,19 +189,48 @@ pub fn import_text(r: &ImportReport) -> String {
             .fields
             .iter()
             .map(|f| {
-                let b = if f.before.is_empty() { "(none)" } else { &f.before };
-                let a = if f.after.is_empty() { "(none)" } else { &f.after };
+                let b = if f.before.is_empty() {
+                    "(none)"
+                } else {
+                    &f.before
+                };
+                let a = if f.after.is_empty() {
+                    "(none)"
+                } else {
+                    &f.after
+                };
                 format!("{}: {b} → {a}", f.field)
             })
             .collect();
-        let note = c.note.as_deref().map(|n| format!(" [{n}]")).unwrap_or_default();
-        if counts.get(&ChangeKind::Joiner).copied().unwrap_or(0) > 20 && c.kind == ChangeKind::Joiner {
+        let note = c
+            .note
+            .as_deref()
+            .map(|n| format!(" [{n}]"))
+            .unwrap_or_default();
+        if counts.get(&ChangeKind::Joiner).copied().unwrap_or(0) > 20
+            && c.kind == ChangeKind::Joiner
+        {
             continue;
         }
-        let _ = writeln!(s, "  {:<18} {}{}{}", what, c.id, if fields.is_empty() { String::new() } else { format!("  {}", fields.join("; ")) }, note);
+        let _ = writeln!(
+            s,
+            "  {:<18} {}{}{}",
+            what,
+            c.id,
+            if fields.is_empty() {
+                String::new()
+            } else {
+                format!("  {}", fields.join("; "))
+            },
+            note
+        );
     }
     if r.overridden {
-        let _ = writeln!(s, "  Mass-change guard overridden: {} (recorded in the audit log)", r.guard);
+        let _ = writeln!(
+            s,
+            "  Mass-change guard overridden: {} (recorded in the audit log)",
+            r.guard
+        );
     }
     s
 }
@@ -176,25 +252,60 @@ pub fn import_json(r: &ImportReport) -> serde_json::Value {
 pub fn apply_text(p: &Planned, r: &ApplyReport) -> String {
     let mut s = String::new();
     if r.resumed.done + r.resumed.failed > 0 {
-        let _ = writeln!(s, "Finished {} operation(s) left from an earlier run ({} failed).", r.resumed.done, r.resumed.failed);
+        let _ = writeln!(
+            s,
+            "Finished {} operation(s) left from an earlier run ({} failed).",
+            r.resumed.done, r.resumed.failed
+        );
     }
     match r.plan_id {
         None => {
             let _ = writeln!(s, "Nothing to do: every system matches policy.");
         }
+        Some(id) if r.executed == Default::default() && r.still_queued > 0 => {
+            let _ = writeln!(
+                s,
+                "Queued plan {id} ({} operations) for `tenure work` to execute.",
+                p.plan.operations.len()
+            );
+        }
         Some(id) => {
-            let counts: Vec<String> = p.plan.counts().iter().map(|(k, v)| format!("{v} {}", k.replace('_', " "))).collect();
-            let _ = writeln!(s, "Applied plan {} ({}): {} confirmed by their systems, {} failed.", id, counts.join(", "), r.executed.done, r.executed.failed);
+            let counts: Vec<String> = p
+                .plan
+                .counts()
+                .iter()
+                .map(|(k, v)| format!("{v} {}", k.replace('_', " ")))
+                .collect();
+            let _ = writeln!(
+                s,
+                "Applied plan {} ({}): {} confirmed by their systems, {} failed.",
+                id,
+                counts.join(", "),
+                r.executed.done,
+                r.executed.failed
+            );
         }
     }
     if r.still_queued > 0 {
-        let _ = writeln!(s, "{} operation(s) are waiting to be retried; run `tenure apply` again later, or see `tenure queue`.", r.still_queued);
+        let _ = writeln!(
+            s,
+            "{} operation(s) are waiting to be retried; run `tenure apply` again later, or see `tenure queue`.",
+            r.still_queued
+        );
     }
     if r.failed > 0 {
-        let _ = writeln!(s, "{} operation(s) failed for good and need attention: see `tenure queue`.", r.failed);
+        let _ = writeln!(
+            s,
+            "{} operation(s) failed for good and need attention: see `tenure queue`.",
+            r.failed
+        );
     }
     if p.guard.blocked {
-        let _ = writeln!(s, "Mass-change guard overridden: {} (recorded in the audit log).", p.guard);
+        let _ = writeln!(
+            s,
+            "Mass-change guard overridden: {} (recorded in the audit log).",
+            p.guard
+        );
     }
     s
 }
@@ -216,7 +327,10 @@ pub fn apply_json(p: &Planned, r: &ApplyReport) -> serde_json::Value {
 /// The queue's state.
 pub async fn queue_text(engine: &Engine) -> Result<String> {
     let c = engine.store.queue_counts().await?;
-    let mut s = format!("queued {}, running {}, done {}, failed {}\n", c.queued, c.running, c.done, c.failed);
+    let mut s = format!(
+        "queued {}, running {}, done {}, failed {}\n",
+        c.queued, c.running, c.done, c.failed
+    );
     let ops = engine.store.operations(None).await?;
     let rows: Vec<Vec<String>> = ops
         .iter()
@@ -234,7 +348,18 @@ pub async fn queue_text(engine: &Engine) -> Result<String> {
         })
         .collect();
     if !rows.is_empty() {
-        s.push_str(&table(&["id", "state", "system", "account", "action", "attempts", "last error"], &rows));
+        s.push_str(&table(
+            &[
+                "id",
+                "state",
+                "system",
+                "account",
+                "action",
+                "attempts",
+                "last error",
+            ],
+            &rows,
+        ));
     }
     Ok(s)
 }
@@ -258,15 +383,27 @@ pub async fn verify(store: &Store) -> Result<Verification> {
 pub fn verify_text(v: &Verification) -> String {
     let mut s = String::new();
     if v.problems.is_empty() {
-        let _ = writeln!(s, "Audit log intact: {} records, hash chain verified.", v.records);
+        let _ = writeln!(
+            s,
+            "Audit log intact: {} records, hash chain verified.",
+            v.records
+        );
     } else {
-        let _ = writeln!(s, "Audit log TAMPERED: {} problem(s) in {} records:", v.problems.len(), v.records);
+        let _ = writeln!(
+            s,
+            "Audit log TAMPERED: {} problem(s) in {} records:",
+            v.problems.len(),
+            v.records
+        );
         for p in &v.problems {
             let _ = writeln!(s, "  {p}");
         }
     }
     if let Some((seq, hash)) = &v.head {
-        let _ = writeln!(s, "Head: record {seq}, hash {hash} (keep it elsewhere to detect a re-written log).");
+        let _ = writeln!(
+            s,
+            "Head: record {seq}, hash {hash} (keep it elsewhere to detect a re-written log)."
+        );
     }
     s
 }

@@ -13,7 +13,10 @@ pub struct Bars {
 impl Bars {
     pub fn new() -> Self {
         let enabled = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
-        Bars { enabled, bar: Mutex::new(None) }
+        Bars {
+            enabled,
+            bar: Mutex::new(None),
+        }
     }
 }
 
@@ -23,10 +26,13 @@ impl tenure_engine::Progress for Bars {
             return;
         }
         let bar = match total {
-            Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template("{msg:>20} [{bar:30}] {pos}/{len} ({per_sec}, {eta})")
+            Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr())
+                .with_style(
+                    ProgressStyle::with_template(
+                        "{msg:>20} [{bar:30}] {pos}/{len} ({per_sec}, {eta})",
+                    )
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            ),
+                ),
             None => ProgressBar::new_spinner(),
         };
         bar.set_message(step.to_owned());
@@ -35,17 +41,17 @@ impl tenure_engine::Progress for Bars {
         }
     }
     fn advance(&self, n: u64) {
-        if let Ok(b) = self.bar.lock() {
-            if let Some(b) = b.as_ref() {
-                b.inc(n);
-            }
+        if let Ok(b) = self.bar.lock()
+            && let Some(b) = b.as_ref()
+        {
+            b.inc(n);
         }
     }
     fn finish(&self) {
-        if let Ok(mut b) = self.bar.lock() {
-            if let Some(b) = b.take() {
-                b.finish_and_clear();
-            }
+        if let Ok(mut b) = self.bar.lock()
+            && let Some(b) = b.take()
+        {
+            b.finish_and_clear();
         }
     }
 }

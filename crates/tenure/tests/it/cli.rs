@@ -1,0 +1,374 @@
+//! The command line on the example organisation.
+
+use crate::support::{BIN, Org, write};
+
+#[test]
+fn demo_output_is_stable_and_tells_the_story() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let o = std::process::Command::new(BIN)
+        .args(["demo", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).replace(&dir.display().to_string(), "<DIR>");
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for must in [
+        "joiner",
+        "mover",
+        "leaver",
+        "leaver_scheduled",
+        "Audit log intact",
+        "orphaned",
+    ] {
+        assert!(out.contains(must), "demo output lacks {must:?}:\n{out}");
+    }
+    insta::assert_snapshot!("demo", out);
+    // Running it again starts afresh.
+    let again = std::process::Command::new(BIN)
+        .args(["demo", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).replace(&dir.display().to_string(), "<DIR>"),
+        out
+    );
+}
+
+#[test]
+fn demo_refuses_a_directory_it_did_not_make() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(&tmp.path().join("precious.txt"), "keep me");
+    let o = std::process::Command::new(BIN)
+        .args(["demo", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a Tenure demo directory"));
+    assert!(tmp.path().join("precious.txt").exists());
+}
+
+#[test]
+fn lifecycle_converges_and_every_operation_is_audited_once() {
+    let org = Org::new();
+    org.run(&[
+        "--now",
+        "2026-11-01",
+        "import",
+        org.path("hr/2026-11-01.csv").to_str().unwrap(),
+    ])
+    .ok();
+    let applied = org.run(&["--now", "2026-11-01", "apply", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&applied.stdout).unwrap();
+    let first = v["executed"]["done"].as_u64().unwrap();
+    assert!(first > 100, "{v}");
+    assert_eq!(
+        org.pending_operations("2026-11-01"),
+        0,
+        "after apply, the systems match policy"
+    );
+
+    org.run(&[
+        "--now",
+        "2026-11-24",
+        "import",
+        org.path("hr/2026-11-24.csv").to_str().unwrap(),
+    ])
+    .ok();
+    let second = org.run(&["--now", "2026-11-24", "apply", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
+    assert_eq!(org.pending_operations("2026-11-24"), 0);
+
+    // Time moves on: the staged deprovisioning of E1030 strips memberships the next day, deletes after 30 days.
+    let plan = org.run(&["--now", "2026-11-25T09:00:00Z", "plan"]).ok();
+    assert!(
+        plan.stdout.contains("remove karen.jones from all-staff"),
+        "{}",
+        plan.stdout
+    );
+    let plan = org.run(&["--now", "2026-12-24T09:00:00Z", "plan"]).ok();
+    assert!(
+        plan.stdout.contains("delete account karen.jones"),
+        "{}",
+        plan.stdout
+    );
+
+    let audit = org.audit();
+    let done: Vec<&serde_json::Value> = audit
+        .iter()
+        .filter(|r| r["action"] == "operation.done")
+        .collect();
+    assert_eq!(
+        done.len() as u64,
+        first + v["executed"]["done"].as_u64().unwrap()
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["action"] == "import.leaver" && r["subject"] == "identity:E1030")
+    );
+    assert!(
+        audit
+            .iter()
+            .all(|r| r["actor"] == "cli:tester" || r["actor"] == "tenure"),
+        "actors recorded"
+    );
+    org.run(&["audit", "verify"]).ok();
+
+    let access = org
+        .run(&["--now", "2026-11-24", "report", "access", "--format", "csv"])
+        .ok();
+    assert!(
+        access
+            .stdout
+            .starts_with("identity,name,status,system,account,state,entitlements,why")
+    );
+    assert!(
+        access.stdout.contains(
+            "E1016,Dennis Ritchie,active,crm,dennis.ritchie,enabled,\"sales-manager,sales-rep\""
+        ),
+        "{}",
+        access.stdout
+    );
+    let leavers = org
+        .run(&[
+            "--now",
+            "2026-11-24",
+            "report",
+            "leavers",
+            "--format",
+            "json",
+        ])
+        .ok();
+    let rows: serde_json::Value = serde_json::from_str(&leavers.stdout).unwrap();
+    assert_eq!(
+        rows.as_array().unwrap().len(),
+        1,
+        "only Karen still holds something: {rows}"
+    );
+    assert_eq!(rows[0]["identity"], "E1030");
+    let orphans = org.run(&["report", "orphans"]).ok();
+    assert!(orphans.stdout.contains("old-admin"), "{}", orphans.stdout);
+}
+
+#[test]
+fn a_bad_hr_file_is_rejected_whole_and_changes_nothing() {
+    let org = Org::new();
+    org.run(&[
+        "--now",
+        "2026-11-01",
+        "import",
+        org.path("hr/2026-11-01.csv").to_str().unwrap(),
+    ])
+    .ok();
+    let before = org
+        .run(&["--now", "2026-11-01", "plan", "--json"])
+        .ok()
+        .stdout;
+    let good = std::fs::read_to_string(org.path("hr/2026-11-24.csv")).unwrap();
+    let mut lines: Vec<String> = good.lines().map(str::to_owned).collect();
+    lines[3] = lines[3].replace("2020-03-12", "2020-13-45"); // line 4: a date that does not exist
+    let bad = org.path("hr/bad.csv");
+    write(&bad, &(lines.join("\n") + "\n"));
+    let r = org
+        .run(&["--now", "2026-11-24", "import", bad.to_str().unwrap()])
+        .fails_with(1);
+    assert!(r.stderr.contains("bad.csv:4"), "{}", r.stderr);
+    assert!(r.stderr.contains("2020-13-45"), "{}", r.stderr);
+    assert!(r.stderr.contains("nothing was imported"), "{}", r.stderr);
+    // The joiners and movers in the rest of the file were not stored.
+    assert_eq!(
+        org.run(&["--now", "2026-11-01", "plan", "--json"])
+            .ok()
+            .stdout,
+        before
+    );
+    let audit = org.audit();
+    assert!(!audit.iter().any(|r| r["subject"] == "identity:E1051"));
+}
+
+#[test]
+fn the_mass_change_guard_refuses_a_truncated_file_until_overridden() {
+    let org = Org::new();
+    let full = org.path("hr/2026-11-01.csv");
+    org.run(&["--now", "2026-11-01", "import", full.to_str().unwrap()])
+        .ok();
+    org.run(&["--now", "2026-11-01", "apply"]).ok();
+    // A truncated export: the header and 20 people. The source says missing people have left.
+    let text = std::fs::read_to_string(&full).unwrap();
+    let truncated: Vec<&str> = text.lines().take(21).collect();
+    let cut = org.path("hr/truncated.csv");
+    write(&cut, &(truncated.join("\n") + "\n"));
+    let r = org
+        .run(&["--now", "2026-11-02", "import", cut.to_str().unwrap()])
+        .fails_with(3);
+    assert!(
+        r.stderr.contains("30 of 50 identities becoming leavers"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--allow-mass-change"), "{}", r.stderr);
+    assert_eq!(org.pending_operations("2026-11-02"), 0, "nothing changed");
+    assert!(org.audit().iter().any(|r| r["action"] == "guard.refused"));
+
+    org.run(&[
+        "--now",
+        "2026-11-02",
+        "import",
+        "--allow-mass-change",
+        cut.to_str().unwrap(),
+    ])
+    .ok();
+    let audit = org.audit();
+    let o = audit
+        .iter()
+        .find(|r| r["action"] == "guard.override")
+        .expect("override recorded");
+    assert_eq!(o["actor"], "cli:tester");
+    // The plan would now disable many accounts: the plan guard refuses too.
+    let r = org.run(&["--now", "2026-11-02", "apply"]).fails_with(3);
+    assert!(
+        r.stderr.contains("accounts disabled or deleted"),
+        "{}",
+        r.stderr
+    );
+    org.run(&["--now", "2026-11-02", "apply", "--allow-mass-change"])
+        .ok();
+    assert_eq!(org.pending_operations("2026-11-02"), 0);
+}
+
+#[test]
+fn a_saved_plan_is_applied_exactly_or_refused_when_stale() {
+    let org = Org::new();
+    org.run(&[
+        "--now",
+        "2026-11-01",
+        "import",
+        org.path("hr/2026-11-01.csv").to_str().unwrap(),
+    ])
+    .ok();
+    let saved = org.path("plan.json");
+    org.run(&[
+        "--now",
+        "2026-11-01",
+        "plan",
+        "--out",
+        saved.to_str().unwrap(),
+    ])
+    .ok();
+    // Something changes before it is applied: a new export arrives.
+    org.run(&[
+        "--now",
+        "2026-11-24",
+        "import",
+        org.path("hr/2026-11-24.csv").to_str().unwrap(),
+    ])
+    .ok();
+    let r = org
+        .run(&["--now", "2026-11-24", "apply", saved.to_str().unwrap()])
+        .fails_with(3);
+    assert!(r.stderr.contains("no longer matches"), "{}", r.stderr);
+    // A fresh plan applies.
+    org.run(&[
+        "--now",
+        "2026-11-24",
+        "plan",
+        "--out",
+        saved.to_str().unwrap(),
+    ])
+    .ok();
+    let r = org
+        .run(&[
+            "--now",
+            "2026-11-24",
+            "apply",
+            "--json",
+            saved.to_str().unwrap(),
+        ])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let planned: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(
+        v["executed"]["done"].as_u64().unwrap() as usize,
+        planned["operations"].as_array().unwrap().len()
+    );
+    // Garbage is not a plan.
+    write(&saved, "{\n  \"format\": 1,\n  \"operations\": [oops]\n}\n");
+    let r = org.run(&["apply", saved.to_str().unwrap()]).fails_with(1);
+    assert!(
+        r.stderr.contains("not a Tenure plan") && r.stderr.contains("line 3"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn check_reports_every_problem_with_file_and_line() {
+    let org = Org::new();
+    org.run(&["check"]).ok();
+    let rules = org.path("config/rules.toml");
+    let text = std::fs::read_to_string(&rules).unwrap();
+    let broken = text
+        .replace("roles = [\"engineering\"]", "roles = [\"enginering\"]")
+        .replace(
+            "identity.department == \"Finance\" && identity.employment_type",
+            "identity.departmnet == \"Finance\" && identity.employment_type",
+        );
+    write(&rules, &broken);
+    let line_of = |needle: &str| broken.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let r = org.run(&["check"]).fails_with(1);
+    assert!(
+        r.stderr
+            .contains(&format!("rules.toml:{}", line_of("enginering"))),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("unknown role \"enginering\""),
+        "{}",
+        r.stderr
+    );
+    // Every command refuses an invalid configuration.
+    org.run(&["plan"]).fails_with(1);
+}
+
+#[test]
+fn audit_verify_names_a_tampered_record() {
+    let org = Org::new();
+    org.run(&[
+        "--now",
+        "2026-11-01",
+        "import",
+        org.path("hr/2026-11-01.csv").to_str().unwrap(),
+    ])
+    .ok();
+    org.run(&["--now", "2026-11-01", "apply"]).ok();
+    org.run(&["audit", "verify"]).ok();
+    let db = org.path("tenure.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&format!("sqlite:{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_log SET reason = 'nothing to see' WHERE seq = 7")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+    let r = org.run(&["audit", "verify"]).fails_with(4);
+    assert!(
+        r.stdout.contains("record 7") && r.stdout.contains("edited"),
+        "{}",
+        r.stdout
+    );
+}

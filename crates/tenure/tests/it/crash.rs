@@ -1,0 +1,211 @@
+//! Crashes and concurrency: a real `kill -9` in the middle of an apply, and two
+//! processes sharing one PostgreSQL queue.
+
+use crate::support::{Org, write};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+fn synthetic_org(n: usize) -> Org {
+    let org = Org::new();
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+    let csv = tenure_sources::synthetic::generate_csv(n, 42, today);
+    write(&org.path("hr/big.csv"), &csv);
+    org
+}
+
+async fn scalar(url: &str, sql: &'static str) -> i64 {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let v: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    v
+}
+
+/// Every queued operation done, each with exactly one `operation.done` record.
+fn assert_each_operation_done_once(org: &Org, total: i64) {
+    let audit = org.audit();
+    let keys: Vec<(i64, i64)> = audit
+        .iter()
+        .filter(|r| r["action"] == "operation.done")
+        .map(|r| {
+            let d: serde_json::Value = serde_json::from_str(r["detail"].as_str().unwrap()).unwrap();
+            (d["plan"].as_i64().unwrap(), d["seq"].as_i64().unwrap())
+        })
+        .collect();
+    let unique: BTreeSet<_> = keys.iter().collect();
+    assert_eq!(
+        unique.len(),
+        keys.len(),
+        "an operation was recorded done twice"
+    );
+    assert_eq!(
+        keys.len() as i64,
+        total,
+        "every queued operation is recorded done"
+    );
+    org.run(&["audit", "verify"]).ok();
+}
+
+#[test]
+fn killing_apply_midway_loses_nothing_and_a_rerun_finishes() {
+    let org = synthetic_org(6000);
+    org.run(&[
+        "--now",
+        "2026-11-01",
+        "import",
+        org.path("hr/big.csv").to_str().unwrap(),
+    ])
+    .ok();
+    let mut child = org
+        .command(&[
+            "--now",
+            "2026-11-01",
+            "--lease-seconds",
+            "1",
+            "--batch",
+            "300",
+            "apply",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let started = Instant::now();
+    loop {
+        let done = rt.block_on(scalar(
+            &org.database,
+            "SELECT COUNT(*) FROM operations WHERE state = 'done'",
+        ));
+        if done >= 600 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "apply finished before it could be killed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "apply made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let total = rt.block_on(scalar(&org.database, "SELECT COUNT(*) FROM operations"));
+    let done = rt.block_on(scalar(
+        &org.database,
+        "SELECT COUNT(*) FROM operations WHERE state = 'done'",
+    ));
+    assert!(
+        done < total,
+        "the kill came too late to test anything ({done} of {total} done)"
+    );
+
+    // Start again: the dead process's claims expire, the rest is executed, nothing twice.
+    let r = org
+        .run(&[
+            "--now",
+            "2026-11-01",
+            "--lease-seconds",
+            "1",
+            "apply",
+            "--json",
+        ])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(v["resumed"]["done"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(
+        org.pending_operations("2026-11-01"),
+        0,
+        "the systems match policy"
+    );
+    let total = rt.block_on(scalar(&org.database, "SELECT COUNT(*) FROM operations"));
+    let done = rt.block_on(scalar(
+        &org.database,
+        "SELECT COUNT(*) FROM operations WHERE state = 'done'",
+    ));
+    assert_eq!(done, total);
+    assert_each_operation_done_once(&org, total);
+}
+
+#[test]
+fn two_processes_share_one_postgres_queue_without_doing_anything_twice() {
+    let Ok(base) = std::env::var("TENURE_TEST_POSTGRES") else {
+        eprintln!("TENURE_TEST_POSTGRES is not set: the two-process PostgreSQL test is skipped");
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let name = format!(
+        "tenure_cli_{}_{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect(&base).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+    });
+    let url = match base.rfind('/') {
+        Some(i) => format!("{}/{name}", &base[..i]),
+        None => panic!("TENURE_TEST_POSTGRES must end in /database"),
+    };
+    let mut org = synthetic_org(3000);
+    org.database = url.clone();
+    org.run(&[
+        "--now",
+        "2026-11-01",
+        "import",
+        org.path("hr/big.csv").to_str().unwrap(),
+    ])
+    .ok();
+    org.run(&["--now", "2026-11-01", "apply", "--queue-only"])
+        .ok();
+    let total = rt.block_on(scalar(&url, "SELECT COUNT(*) FROM operations"));
+    assert!(total > 5000, "{total}");
+
+    let spawn = || {
+        org.command(&["--now", "2026-11-01", "--batch", "250", "work"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success());
+    let done = rt.block_on(scalar(
+        &url,
+        "SELECT COUNT(*) FROM operations WHERE state = 'done'",
+    ));
+    assert_eq!(done, total);
+    let confirmed = |o: &std::process::Output| -> i64 {
+        let out = String::from_utf8_lossy(&o.stdout);
+        out.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{out}"))
+    };
+    let (ca, cb) = (confirmed(&a), confirmed(&b));
+    assert!(
+        ca > 0 && cb > 0,
+        "both processes took a share of the work ({ca} and {cb})"
+    );
+    assert_eq!(ca + cb, total, "together they did everything, once");
+    assert_each_operation_done_once(&org, total);
+    assert_eq!(org.pending_operations("2026-11-01"), 0);
+
+    rt.block_on(async {
+        let admin = sqlx::AnyPool::connect(&base).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await
+        .unwrap();
+        admin.close().await;
+    });
+}

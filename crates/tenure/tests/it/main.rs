@@ -1,0 +1,8 @@
+//! End-to-end tests of the `tenure` command line: the real binary, on the
+//! example organisation, with real SQLite (and PostgreSQL when
+//! `TENURE_TEST_POSTGRES` is set) databases.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod crash;
+mod support;
