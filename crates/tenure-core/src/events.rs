@@ -262,6 +262,12 @@ fn push_change(out: &mut Classification, old: &Identity, updated: Identity, note
     } else {
         ChangeKind::Updated
     };
+    let note = note.or_else(|| match (kind, updated.record.end_date) {
+        (ChangeKind::Leaver, Some(end)) if !fields.iter().any(|f| f.field == "end_date") => {
+            Some(format!("end date {end} reached"))
+        }
+        _ => None,
+    });
     out.changes.push(IdentityChange {
         id: updated.id().clone(),
         kind,

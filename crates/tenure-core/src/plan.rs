@@ -251,6 +251,16 @@ pub enum Finding {
         /// Who has it.
         held_by: IdentityId,
     },
+    /// The same change is already in the queue (waiting, running, or failed and
+    /// waiting for an operator), so it is not planned again.
+    AlreadyQueued {
+        /// Where.
+        system: SystemId,
+        /// The account.
+        account: AccountKey,
+        /// The action (`create`, `add_membership` …).
+        action: String,
+    },
     /// Evaluating policy for an identity failed; its access is left unchanged.
     EvaluationFailed {
         /// Whose.

@@ -563,7 +563,16 @@ impl Policy {
             errs.dedup();
             return Err(ConfigErrors(errs));
         }
-        let fp = fingerprint(&[("files", &config.files)]);
+        // Names without their directory: the same policy has the same fingerprint wherever it lives.
+        let named: Vec<(&str, &str)> = config
+            .files
+            .iter()
+            .map(|(name, text)| {
+                let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+                (base, text.as_str())
+            })
+            .collect();
+        let fp = fingerprint(&[("files", &named)]);
         Ok(Policy {
             config,
             env,
@@ -833,7 +842,15 @@ impl Policy {
                         reasons.push(reason.clone());
                     }
                 }
-                if !acct.reasons.contains(&reason) {
+                // An account's reasons name each rule or grant once, by its shortest path.
+                let same_origin = |r: &Reason| match (r, &reason) {
+                    (Reason::Birthright { rule: a, .. }, Reason::Birthright { rule: b, .. }) => {
+                        a == b
+                    }
+                    (Reason::Grant { reason: a, .. }, Reason::Grant { reason: b, .. }) => a == b,
+                    (a, b) => a == b,
+                };
+                if !acct.reasons.iter().any(same_origin) {
                     acct.reasons.push(reason);
                 }
             }

@@ -145,6 +145,16 @@ pub fn finding_text(f: &Finding) -> String {
             )
         }
         Finding::Unsupported { system, message } => format!("{system}: {message}"),
+        Finding::AlreadyQueued {
+            system,
+            account,
+            action,
+        } => {
+            format!(
+                "{system}: {} of {account} is already queued (see `tenure queue`)",
+                action.replace('_', " ")
+            )
+        }
         Finding::EvaluationFailed { identity, message } => {
             format!("{identity}: policy evaluation failed, access left unchanged: {message}")
         }

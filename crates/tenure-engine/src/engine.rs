@@ -73,6 +73,13 @@ impl Engine {
         actor: String,
     ) -> Result<Engine, EngineError> {
         let policy = Arc::new(load_policy(config_dir)?);
+        // Paths in the configuration are relative to its directory, wherever Tenure runs from.
+        let config_dir =
+            std::path::absolute(config_dir).map_err(|source| EngineError::ConfigRead {
+                path: config_dir.display().to_string(),
+                source,
+            })?;
+        let config_dir = config_dir.as_path();
         let store = Store::open(database_url).await?;
         let mut connectors: BTreeMap<SystemId, Arc<dyn Connector>> = BTreeMap::new();
         for s in &policy.config().systems {
@@ -124,7 +131,38 @@ impl Engine {
             actual: &obs.actual,
             links: &obs.links,
         });
+        // An orphan policy never acts on an account correlation could not decide:
+        // it may well be a real person's account.
+        let ambiguous: std::collections::BTreeSet<(&SystemId, &tenure_core::AccountKey)> = obs
+            .findings
+            .iter()
+            .filter_map(|f| match f {
+                tenure_core::plan::Finding::Ambiguous {
+                    system, account, ..
+                } => Some((system, account)),
+                _ => None,
+            })
+            .collect();
+        let mut d = d;
+        d.operations
+            .retain(|o| o.identity.is_some() || !ambiguous.contains(&(&o.system, &o.account)));
+        let pending = self.store.pending_keys().await?;
+        let mut queued = Vec::new();
+        if !pending.is_empty() {
+            d.operations.retain(|o| {
+                let keep = !pending.contains(&o.key());
+                if !keep {
+                    queued.push(tenure_core::plan::Finding::AlreadyQueued {
+                        system: o.system.clone(),
+                        account: o.account.clone(),
+                        action: o.action.name().to_owned(),
+                    });
+                }
+                keep
+            });
+        }
         let mut findings = obs.findings.clone();
+        findings.extend(queued);
         findings.extend(d.findings);
         findings.sort();
         let labels = d

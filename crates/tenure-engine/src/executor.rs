@@ -96,26 +96,29 @@ impl<'a> Executor<'a> {
                 .or_default()
                 .push(q);
         }
+        // Per operation: Ok, or the error and whether trying again later may help.
+        type Outcome = Result<(), (String, bool)>;
         let runs =
             futures::future::join_all(by_system.into_iter().map(|(system, qs)| async move {
                 let Some(conn) = self.engine.connectors.get(&system) else {
                     let msg = format!("system {system} is no longer in the configuration");
                     return qs
                         .into_iter()
-                        .map(|q| (q.id, Err(msg.clone())))
-                        .collect::<Vec<_>>();
+                        .map(|q| (q.id, Err((msg.clone(), false))))
+                        .collect::<Vec<(i64, Outcome)>>();
                 };
                 let ops: Vec<_> = qs.iter().map(|q| q.operation.clone()).collect();
                 let results = conn.apply(&ops).await;
                 qs.iter()
                     .enumerate()
                     .map(|(n, q)| {
-                        let r = match results.get(n) {
+                        let r: Outcome = match results.get(n) {
                             Some(Ok(())) => Ok(()),
-                            Some(Err(e)) => Err(e.to_string()),
-                            None => {
-                                Err(format!("system {system} gave no result for this operation"))
-                            }
+                            Some(Err(e)) => Err((e.to_string(), e.is_transient())),
+                            None => Err((
+                                format!("system {system} gave no result for this operation"),
+                                true,
+                            )),
                         };
                         (q.id, r)
                     })
@@ -123,24 +126,41 @@ impl<'a> Executor<'a> {
             }))
             .await;
         let mut done = Vec::new();
-        let mut failed = Vec::new();
+        let mut transient = Vec::new();
+        let mut permanent = Vec::new();
         for (id, r) in runs.into_iter().flatten() {
             match r {
                 Ok(()) => done.push(id),
-                Err(e) => {
-                    tracing::warn!(operation = id, error = %e, "operation failed");
-                    failed.push((id, e));
+                Err((e, retry)) => {
+                    tracing::warn!(operation = id, error = %e, transient = retry, "operation failed");
+                    if retry {
+                        transient.push((id, e));
+                    } else {
+                        permanent.push((id, e));
+                    }
                 }
             }
         }
         let now = self.engine.clock.now();
         self.engine
             .store
-            .complete(&self.worker, now, &done, &failed, self.retry)
+            .complete(&self.worker, now, &done, &transient, self.retry)
             .await?;
+        if !permanent.is_empty() {
+            // The system refused: trying the same change again cannot help. It waits,
+            // visible in `tenure queue`, until someone fixes the cause and retries it.
+            let refuse = RetryPolicy {
+                max_attempts: 1,
+                ..self.retry
+            };
+            self.engine
+                .store
+                .complete(&self.worker, now, &[], &permanent, refuse)
+                .await?;
+        }
         Ok(ExecStats {
             done: done.len() as u64,
-            failed: failed.len() as u64,
+            failed: (transient.len() + permanent.len()) as u64,
         })
     }
 }

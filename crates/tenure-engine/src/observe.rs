@@ -88,9 +88,10 @@ impl Observation {
         progress.advance(identities.len() as u64);
         progress.finish();
         for e in errors {
+            let message = format!("{} ({}): {}", e.what, e.location, e.message);
             findings.push(Finding::EvaluationFailed {
-                identity: e.identity.clone(),
-                message: e.to_string(),
+                identity: e.identity,
+                message,
             });
         }
         let mut links = Vec::new();

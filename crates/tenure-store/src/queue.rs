@@ -615,17 +615,39 @@ impl Store {
 
     /// Puts every failed operation back in the queue, runnable from `now`,
     /// with its attempts reset (its last error is kept). Returns how many.
-    pub async fn retry_failed(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    pub async fn retry_failed(
+        &self,
+        now: DateTime<Utc>,
+        audit: Vec<AuditEvent>,
+    ) -> Result<u64, StoreError> {
+        let what = "retrying failed operations";
+        let mut tx = self.begin_write(what).await?;
         let n = sqlx::query(
             "UPDATE operations SET state = 'queued', attempts = 0, not_before = $1 \
              WHERE state = 'failed'",
         )
         .bind(micros(now))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(|e| self.db_err("retrying failed operations", e))?
+        .map_err(|e| self.db_err(what, e))?
         .rows_affected();
+        if n > 0 {
+            self.append_audit_tx(&mut tx, audit).await?;
+        }
+        self.commit(tx, what).await?;
         Ok(n)
+    }
+
+    /// The idempotency keys of every operation not done yet (queued, waiting
+    /// for another, running, or failed): a new plan leaves these out, so the
+    /// same change is never queued twice.
+    pub async fn pending_keys(&self) -> Result<BTreeSet<String>, StoreError> {
+        let keys: Vec<String> =
+            sqlx::query_scalar("SELECT idempotency_key FROM operations WHERE state <> 'done'")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.db_err("reading the keys of pending operations", e))?;
+        Ok(keys.into_iter().collect())
     }
 
     /// A stored plan, with its operations in order.

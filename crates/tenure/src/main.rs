@@ -216,6 +216,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -389,7 +390,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Queue { retry_failed } => {
             let engine = open(&cli, clock.clone()).await?;
             if *retry_failed {
-                let n = engine.store.retry_failed(clock.now()).await?;
+                let event = tenure_core::audit::AuditEvent {
+                    at: clock.now(),
+                    actor: engine.actor.clone(),
+                    action: "queue.retry_failed".into(),
+                    subject: "queue".into(),
+                    reason: "failed operations queued again by an operator".into(),
+                    detail: "{}".into(),
+                };
+                let n = engine.store.retry_failed(clock.now(), vec![event]).await?;
                 println!("{n} failed operation(s) queued again");
             }
             print!("{}", output::queue_text(&engine).await?);

@@ -360,8 +360,29 @@ async fn complete_done_failed_backoff(db: TestDb) {
 
     // an operator retries: queued again from now, attempts reset
     now += secs(500);
-    assert_eq!(store.retry_failed(now).await.unwrap(), 1);
-    assert_eq!(store.retry_failed(now).await.unwrap(), 0);
+    let before = store.audit_page(0, 100_000).await.unwrap().len();
+    assert_eq!(
+        store
+            .retry_failed(now, vec![retry_event(now)])
+            .await
+            .unwrap(),
+        1
+    );
+    let after = store.audit_page(0, 100_000).await.unwrap();
+    assert_eq!(after.len(), before + 1, "the retry is audited");
+    assert_eq!(after.last().unwrap().event.action, "queue.retry_failed");
+    assert_eq!(
+        store
+            .retry_failed(now, vec![retry_event(now)])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store.audit_page(0, 100_000).await.unwrap().len(),
+        after.len(),
+        "nothing retried, nothing audited"
+    );
     let claimed = store.claim("w", now, LEASE, 10).await.unwrap();
     assert_eq!(actions(&claimed), vec![pair("ada", "create")]);
     assert_eq!(claimed[0].attempts, 0);
@@ -388,8 +409,10 @@ async fn complete_done_failed_backoff(db: TestDb) {
     assert_eq!(rows[0].last_error.as_deref(), Some("timeout #3"));
 
     let log = all_audit(&store).await;
-    assert_eq!(log.len(), 5);
-    let done = &log[3];
+    // three failures, the operator's retry, two done
+    assert_eq!(log.len(), 6);
+    assert_eq!(log[3].event.action, "queue.retry_failed");
+    let done = &log[4];
     assert_eq!(done.event.action, "operation.done");
     assert_eq!(done.event.actor, "tenure");
     assert_eq!(done.event.subject, "system:crm/account:ada");
@@ -401,7 +424,7 @@ async fn complete_done_failed_backoff(db: TestDb) {
         serde_json::from_value::<Operation>(detail["operation"].clone()).unwrap(),
         ops[0]
     );
-    assert_eq!(log[4].event.action, "operation.done");
+    assert_eq!(log[5].event.action, "operation.done");
     assert!(tenure_core::audit::verify(&log).problems.is_empty());
 
     // backoff is capped at an hour
@@ -493,3 +516,14 @@ both!(
     complete_done_failed_backoff,
     complete_without_claim_changes_nothing
 );
+
+fn retry_event(now: chrono::DateTime<chrono::Utc>) -> tenure_core::audit::AuditEvent {
+    tenure_core::audit::AuditEvent {
+        at: now,
+        actor: "cli:tester".into(),
+        action: "queue.retry_failed".into(),
+        subject: "queue".into(),
+        reason: "test".into(),
+        detail: "{}".into(),
+    }
+}
