@@ -284,7 +284,9 @@ pub async fn run(dir: &Path, full: bool) -> Result<()> {
     let v = output::verify(&engine.store).await?;
     print!("{}", output::verify_text(&v));
 
-    println!("\nExplore further with the same state, for example:");
+    println!(
+        "\nExplore further with the same state (`tenure` is this program; from the source tree, `cargo run --release --`):"
+    );
     println!(
         "  {}",
         cmd("--now 2026-12-15 plan    # three weeks later: the staged deprovisioning moves on")
