@@ -685,12 +685,45 @@ fn push(
 
 /// Hashes any serialisable input into a hex fingerprint.
 pub fn fingerprint<T: Serialize + ?Sized>(parts: &[(&str, &T)]) -> String {
-    let mut h = Sha256::new();
+    let mut f = Fingerprinter::default();
     for (name, part) in parts {
-        h.update(name.as_bytes());
-        h.update([0]);
-        h.update(serde_json::to_vec(part).unwrap_or_default());
-        h.update([0]);
+        f.part(name, part);
     }
-    hex::encode(h.finalize())
+    f.finish()
+}
+
+/// Builds a fingerprint from named parts, serialising each straight into the
+/// hash: no intermediate JSON is built, however large the part.
+#[derive(Default)]
+pub struct Fingerprinter(Sha256);
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Fingerprinter {
+    /// Adds a named part. Serialising Tenure's own types cannot fail; if a
+    /// caller's type does, its error text is hashed instead, which still
+    /// changes the fingerprint.
+    pub fn part<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) {
+        self.0.update(name.as_bytes());
+        self.0.update([0]);
+        if let Err(e) = serde_json::to_writer(HashWriter(&mut self.0), value) {
+            self.0.update(e.to_string().as_bytes());
+        }
+        self.0.update([0]);
+    }
+
+    /// The fingerprint, as hex.
+    pub fn finish(self) -> String {
+        hex::encode(self.0.finalize())
+    }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tenure_connectors::Connector;
 use tenure_core::audit::AuditEvent;
 use tenure_core::guard::{GuardVerdict, plan_verdict};
-use tenure_core::plan::{DiffInput, PLAN_FORMAT, Plan, diff, fingerprint};
+use tenure_core::plan::{DiffInput, PLAN_FORMAT, Plan, diff};
 use tenure_core::policy::Policy;
 use tenure_core::{Link, SystemId};
 use tenure_store::{PlanId, Store};
@@ -194,24 +194,12 @@ impl Engine {
             .iter()
             .map(|i| (&i.record, &i.source, i.suspended))
             .collect();
-        let fp = fingerprint(&[
-            (
-                "policy",
-                &serde_json::Value::String(self.policy.fingerprint().to_owned()),
-            ),
-            (
-                "identities",
-                &serde_json::to_value(&records).unwrap_or_default(),
-            ),
-            (
-                "links",
-                &serde_json::to_value(&obs.links).unwrap_or_default(),
-            ),
-            (
-                "operations",
-                &serde_json::to_value(&d.operations).unwrap_or_default(),
-            ),
-        ]);
+        let mut f = tenure_core::plan::Fingerprinter::default();
+        f.part("policy", self.policy.fingerprint());
+        f.part("identities", &records);
+        f.part("links", &obs.links);
+        f.part("operations", &d.operations);
+        let fp = f.finish();
         let plan = Plan {
             format: PLAN_FORMAT,
             fingerprint: fp,
