@@ -27,8 +27,11 @@ pub struct Engine {
     pub config_dir: PathBuf,
     /// One connector per configured system.
     pub connectors: BTreeMap<SystemId, Arc<dyn Connector>>,
-    /// The clock.
+    /// The clock lifecycle dates are evaluated against (pinned by `--now` in demos and tests).
     pub clock: Arc<dyn Clock>,
+    /// Real elapsed time, for leases and retry backoff: a process that died must lose its
+    /// claims after the lease however the lifecycle clock is set. Tests may replace it.
+    pub wall: Arc<dyn Clock>,
     /// Who acts (recorded in the audit log).
     pub actor: String,
     /// How long a claimed operation stays ours before another process may take it.
@@ -92,6 +95,7 @@ impl Engine {
             config_dir: config_dir.to_path_buf(),
             connectors,
             clock,
+            wall: Arc::new(crate::clock::SystemClock),
             actor,
             lease: std::time::Duration::from_secs(30),
             batch: crate::executor::BATCH,

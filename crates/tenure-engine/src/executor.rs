@@ -38,7 +38,7 @@ impl<'a> Executor<'a> {
         let worker = format!(
             "{}-{}",
             std::process::id(),
-            engine.clock.now().timestamp_micros()
+            engine.wall.now().timestamp_micros()
         );
         Executor {
             engine,
@@ -59,7 +59,7 @@ impl<'a> Executor<'a> {
         }
         progress.start("applying", Some(counts.queued + counts.running));
         loop {
-            let now = self.engine.clock.now();
+            let now = self.engine.wall.now();
             let batch = self
                 .engine
                 .store
@@ -141,7 +141,7 @@ impl<'a> Executor<'a> {
                 }
             }
         }
-        let now = self.engine.clock.now();
+        let now = self.engine.wall.now();
         self.engine
             .store
             .complete(&self.worker, now, &done, &transient, self.retry)

@@ -72,12 +72,19 @@ fn killing_apply_midway_loses_nothing_and_a_rerun_finishes() {
         .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let started = Instant::now();
+    let count = |state: &'static str| -> i64 {
+        let sql = match state {
+            "done" => "SELECT COUNT(*) FROM operations WHERE state = 'done'",
+            "running" => "SELECT COUNT(*) FROM operations WHERE state = 'running'",
+            _ => "SELECT COUNT(*) FROM operations",
+        };
+        rt.block_on(scalar(&org.database, sql))
+    };
+    // Kill it in the middle of a batch: some operations claimed and running, so the
+    // rerun must take over claims of a dead process (after the lease, in real time,
+    // whatever --now says).
     loop {
-        let done = rt.block_on(scalar(
-            &org.database,
-            "SELECT COUNT(*) FROM operations WHERE state = 'done'",
-        ));
-        if done >= 600 {
+        if count("done") >= 600 && count("running") > 0 {
             break;
         }
         assert!(
@@ -88,23 +95,20 @@ fn killing_apply_midway_loses_nothing_and_a_rerun_finishes() {
             started.elapsed() < Duration::from_secs(120),
             "apply made no progress"
         );
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
-    let total = rt.block_on(scalar(&org.database, "SELECT COUNT(*) FROM operations"));
-    let done = rt.block_on(scalar(
-        &org.database,
-        "SELECT COUNT(*) FROM operations WHERE state = 'done'",
-    ));
+    let (total, done) = (count("all"), count("done"));
     assert!(
         done < total,
         "the kill came too late to test anything ({done} of {total} done)"
     );
+    assert!(count("running") > 0, "the dead process left claims behind");
 
     // Start again: the dead process's claims expire, the rest is executed, nothing twice.
-    let r = org
-        .run(&[
+    let mut rerun = org
+        .command(&[
             "--now",
             "2026-11-01",
             "--lease-seconds",
@@ -112,7 +116,36 @@ fn killing_apply_midway_loses_nothing_and_a_rerun_finishes() {
             "apply",
             "--json",
         ])
-        .ok();
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let began = Instant::now();
+    let status = loop {
+        if let Some(status) = rerun.try_wait().unwrap() {
+            break status;
+        }
+        if began.elapsed() > Duration::from_secs(90) {
+            rerun.kill().unwrap();
+            panic!("the rerun is stuck: it did not take over the dead process's claims");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |p: Option<&mut dyn std::io::Read>| {
+        let mut text = String::new();
+        if let Some(p) = p {
+            p.read_to_string(&mut text).unwrap();
+        }
+        text
+    };
+    let stdout = read(rerun.stdout.as_mut().map(|p| p as &mut dyn std::io::Read));
+    let stderr = read(rerun.stderr.as_mut().map(|p| p as &mut dyn std::io::Read));
+    assert!(status.success(), "the rerun failed\n{stdout}\n{stderr}");
+    let r = crate::support::Run {
+        code: 0,
+        stdout,
+        stderr,
+    };
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(v["resumed"]["done"].as_u64().unwrap() > 0, "{v}");
     assert_eq!(
