@@ -1,8 +1,8 @@
 //! Bulk sizes: a 100,000-identity import and a 500,000-operation plan.
 //!
-//! The timings are printed (on stderr, past the test harness's capture); the
-//! assertions are loose bounds so a slow CI machine does not fail, while a
-//! regression to row-at-a-time writes (minutes) still does.
+//! These check correctness at scale (every row stored, claimed and completed
+//! as it should be). They are not timed tests: the timings are only printed
+//! (on stderr, past the test harness's capture); `scripts/bench` measures.
 
 use crate::{TestDb, both, create, event, identity, op, plan, t0};
 use std::io::Write as _;
@@ -32,7 +32,6 @@ async fn bulk_import_and_enqueue(db: TestDb) {
         took,
     );
     assert_eq!(store.count_identities().await.unwrap(), 100_000);
-    assert!(took < Duration::from_secs(30), "import took {took:?}");
 
     let started = Instant::now();
     let loaded = store.identities().await.unwrap();
@@ -55,7 +54,6 @@ async fn bulk_import_and_enqueue(db: TestDb) {
     let id = store.enqueue_plan(&big, 0, vec![]).await.unwrap();
     let took = started.elapsed();
     report(&db, "enqueue_plan: 500,000 operations", took);
-    assert!(took < Duration::from_secs(120), "enqueue took {took:?}");
 
     // claims stay fast with a deep queue: only creates are runnable at first
     let started = Instant::now();
