@@ -183,6 +183,11 @@ fn two_processes_share_one_postgres_queue_without_doing_anything_twice() {
             .unwrap();
         admin.close().await;
     });
+    // Dropped on every exit, a failed assertion included: the shared server keeps nothing.
+    let _drop = DropDatabase {
+        base: base.clone(),
+        name: name.clone(),
+    };
     let url = match base.rfind('/') {
         Some(i) => format!("{}/{name}", &base[..i]),
         None => panic!("TENURE_TEST_POSTGRES must end in /database"),
@@ -230,15 +235,31 @@ fn two_processes_share_one_postgres_queue_without_doing_anything_twice() {
     assert_eq!(ca + cb, total, "together they did everything, once");
     assert_each_operation_done_once(&org, total);
     assert_eq!(org.pending_operations("2026-11-01"), 0);
+}
 
-    rt.block_on(async {
-        let admin = sqlx::AnyPool::connect(&base).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&admin)
-        .await
-        .unwrap();
-        admin.close().await;
-    });
+/// Drops a test database when it goes out of scope.
+struct DropDatabase {
+    base: String,
+    name: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let (base, name) = (self.base.clone(), self.name.clone());
+        // A fresh thread: this may run while a panic unwinds through a runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Runtime::new() else {
+                return;
+            };
+            rt.block_on(async {
+                sqlx::any::install_default_drivers();
+                if let Ok(admin) = sqlx::AnyPool::connect(&base).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&admin).await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
 }
