@@ -331,6 +331,16 @@ impl Plan {
         }
         m
     }
+
+    /// The counts in words: `105 add membership, 69 create`.
+    pub fn counts_text(&self) -> String {
+        let parts: Vec<String> = self
+            .counts()
+            .iter()
+            .map(|(k, v)| format!("{v} {}", k.replace('_', " ")))
+            .collect();
+        parts.join(", ")
+    }
 }
 
 /// The planner's inputs beyond desired and actual state.

@@ -106,13 +106,8 @@ pub fn plan_text(plan: &Plan) -> String {
             let _ = writeln!(s, "  {}", finding_text(f));
         }
     }
-    let counts = plan.counts();
-    if !counts.is_empty() {
-        let parts: Vec<String> = counts
-            .iter()
-            .map(|(k, v)| format!("{v} {}", k.replace('_', " ")))
-            .collect();
-        let _ = writeln!(s, "\nSummary: {}", parts.join(", "));
+    if !plan.operations.is_empty() {
+        let _ = writeln!(s, "\nSummary: {}", plan.counts_text());
     }
     s
 }

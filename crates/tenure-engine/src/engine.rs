@@ -102,7 +102,8 @@ impl Engine {
         })
     }
 
-    pub(crate) fn event(
+    /// An audit event by this engine's actor, now.
+    pub fn event(
         &self,
         action: &str,
         subject: String,
@@ -169,10 +170,14 @@ impl Engine {
         findings.extend(queued);
         findings.extend(d.findings);
         findings.sort();
-        let labels = d
+        // One label per identity, not per operation (a joiner has several).
+        let concerned: std::collections::BTreeSet<&tenure_core::IdentityId> = d
             .operations
             .iter()
             .filter_map(|o| o.identity.as_ref())
+            .collect();
+        let labels = concerned
+            .into_iter()
             .filter_map(|id| {
                 obs.identity(id)
                     .map(|i| (id.clone(), crate::observe::label(i)))
@@ -266,15 +271,9 @@ impl Engine {
                         serde_json::json!({ "verdict": planned.guard }),
                     )])
                     .await?;
-                let counts: Vec<String> = planned
-                    .plan
-                    .counts()
-                    .iter()
-                    .map(|(k, v)| format!("{v} {}", k.replace('_', " ")))
-                    .collect();
                 return Err(EngineError::MassChange {
                     verdict: planned.guard.clone(),
-                    would: counts.join(", "),
+                    would: planned.plan.counts_text(),
                 });
             }
             events.push(self.event(

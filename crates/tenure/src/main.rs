@@ -390,14 +390,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Queue { retry_failed } => {
             let engine = open(&cli, clock.clone()).await?;
             if *retry_failed {
-                let event = tenure_core::audit::AuditEvent {
-                    at: clock.now(),
-                    actor: engine.actor.clone(),
-                    action: "queue.retry_failed".into(),
-                    subject: "queue".into(),
-                    reason: "failed operations queued again by an operator".into(),
-                    detail: "{}".into(),
-                };
+                let event = engine.event(
+                    "queue.retry_failed",
+                    "queue".into(),
+                    "failed operations queued again by an operator".into(),
+                    serde_json::json!({}),
+                );
                 let n = engine.store.retry_failed(clock.now(), vec![event]).await?;
                 println!("{n} failed operation(s) queued again");
             }

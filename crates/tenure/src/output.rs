@@ -270,17 +270,11 @@ pub fn apply_text(p: &Planned, r: &ApplyReport) -> String {
             );
         }
         Some(id) => {
-            let counts: Vec<String> = p
-                .plan
-                .counts()
-                .iter()
-                .map(|(k, v)| format!("{v} {}", k.replace('_', " ")))
-                .collect();
             let _ = writeln!(
                 s,
                 "Applied plan {} ({}): {} confirmed by their systems, {} failed.",
                 id,
-                counts.join(", "),
+                p.plan.counts_text(),
                 r.executed.done,
                 r.executed.failed
             );
