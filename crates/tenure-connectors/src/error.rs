@@ -14,6 +14,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 use tenure_core::{AccountKey, EntitlementName, Operation, SystemId};
 
 /// Which operation an error is about.
@@ -151,6 +152,45 @@ pub enum ConnectorError {
         #[source]
         source: Arc<sqlx::Error>,
     },
+    /// An LDAP directory could not be reached, did not answer in time, or
+    /// refused a request (binding, reading, or one operation).
+    #[error("system {system}: {what}: {message}")]
+    Directory {
+        /// The system.
+        system: SystemId,
+        /// What failed: the operation and the entry's DN (`create of account
+        /// "alice" at uid=alice,ou=people,dc=example,dc=com`) or the step
+        /// (`reading accounts under ou=people,dc=example,dc=com`).
+        what: String,
+        /// The server's answer (result code, its name and diagnostic text),
+        /// or why no answer came. Never a password.
+        message: String,
+        /// The LDAP result code, when the server answered.
+        code: Option<u32>,
+        /// Whether trying again later may succeed (connection refused or
+        /// lost, a timeout, `busy`, `unavailable`).
+        transient: bool,
+    },
+    /// An HTTP service (a SCIM application) could not be reached, did not
+    /// answer in time, or answered with an error or with something unusable.
+    #[error("system {system}: {what}: {message}")]
+    Http {
+        /// The system.
+        system: SystemId,
+        /// What failed: the operation (`create of account "alice" failed`)
+        /// or the step (`reading accounts failed`).
+        what: String,
+        /// The HTTP status and the service's answer (for SCIM, its `scimType`
+        /// and `detail`), or why no answer came.
+        message: String,
+        /// The HTTP status, when the service answered.
+        status: Option<u16>,
+        /// Whether trying again later may succeed (no answer, a timeout,
+        /// 429 Too Many Requests, a 5xx status).
+        transient: bool,
+        /// How long the service asked to wait before trying again (`Retry-After`).
+        retry_after: Option<Duration>,
+    },
 }
 
 impl ConnectorError {
@@ -165,7 +205,18 @@ impl ConnectorError {
             | ConnectorError::Query { system, .. }
             | ConnectorError::Operation { system, .. }
             | ConnectorError::Rejected { system, .. }
-            | ConnectorError::NotApplied { system, .. } => system,
+            | ConnectorError::NotApplied { system, .. }
+            | ConnectorError::Http { system, .. }
+            | ConnectorError::Directory { system, .. } => system,
+        }
+    }
+
+    /// How long the system asked to wait before the next try, when it said
+    /// (an HTTP `Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ConnectorError::Http { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 
@@ -183,9 +234,17 @@ impl ConnectorError {
     /// Whether trying again later may succeed: the connection was refused or
     /// lost, a timeout expired (including waiting for a pooled connection), or
     /// the database reported a deadlock, a serialization failure, a lock
-    /// timeout or too many connections. Constraint violations, missing tables,
-    /// bad settings and refused operations are permanent.
+    /// timeout or too many connections; an HTTP service did not answer, timed
+    /// out, asked to slow down (429) or failed on its side (5xx). Constraint
+    /// violations, missing tables, bad settings, refused operations and other
+    /// HTTP errors (4xx) are permanent.
     pub fn is_transient(&self) -> bool {
+        if let ConnectorError::Directory { transient, .. } = self {
+            return *transient;
+        }
+        if let ConnectorError::Http { transient, .. } = self {
+            return *transient;
+        }
         self.database_error().is_some_and(sqlx_is_transient)
     }
 }

@@ -16,6 +16,8 @@
 //! error message, a log line or a `Debug` output.
 
 pub mod error;
+pub mod ldap;
+pub mod scim;
 pub mod sql;
 
 pub use error::{ConnectorError, OpLabel};
@@ -26,7 +28,7 @@ use tenure_core::state::SystemAccounts;
 use tenure_core::{Capabilities, Operation, SystemId};
 
 /// The connector kinds this crate provides (`kind = "…"` in `[[system]]`).
-pub const KNOWN_KINDS: &[&str] = &[sql::KIND];
+pub const KNOWN_KINDS: &[&str] = &[sql::KIND, ldap::KIND, scim::KIND];
 
 /// A connection to one target system.
 ///
@@ -65,6 +67,8 @@ pub fn validate(system: &SystemConfig) -> Result<(), Vec<String>> {
     let kind = system.kind.get_ref();
     match kind.as_str() {
         sql::KIND => sql::validate(system),
+        ldap::KIND => ldap::validate(system),
+        scim::KIND => scim::validate(system),
         other => Err(vec![unknown_kind_message(other)]),
     }
 }
@@ -81,6 +85,12 @@ pub async fn build(
     let kind = system.kind.get_ref();
     match kind.as_str() {
         sql::KIND => Ok(Box::new(sql::SqlConnector::new(system, config_dir).await?)),
+        ldap::KIND => Ok(Box::new(
+            ldap::LdapConnector::new(system, config_dir).await?,
+        )),
+        scim::KIND => Ok(Box::new(
+            scim::ScimConnector::new(system, config_dir).await?,
+        )),
         other => Err(ConnectorError::UnknownKind {
             system: system.id.clone(),
             kind: other.to_owned(),

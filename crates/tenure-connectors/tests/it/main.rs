@@ -9,8 +9,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod ldap_ad;
+mod ldap_openldap;
+mod ldap_samba;
+mod ldap_slapd;
+mod ldap_support;
 mod offline;
 mod scenarios;
+mod scim;
+mod scim_faults;
+mod scim_profiles;
+mod scim_support;
 mod support;
 
 /// One `#[tokio::test]` per scenario and backend, in modules `sqlite`,

@@ -187,20 +187,26 @@ fn url_shapes_and_unknown_keys() {
 
 #[tokio::test]
 async fn unknown_kind_is_named() {
-    let system = system_config_kind("ldap", settings("sqlite://a.db"));
+    let system = system_config_kind("mainframe", settings("sqlite://a.db"));
     let errs = tenure_connectors::validate(&system).unwrap_err();
     assert_eq!(
         errs,
-        vec!["kind: unknown connector kind \"ldap\" (known: sql)".to_owned()]
+        vec![format!(
+            "kind: unknown connector kind \"mainframe\" (known: {})",
+            tenure_connectors::KNOWN_KINDS.join(", ")
+        )]
     );
     let dir = tempfile::tempdir().unwrap();
     let Err(e) = tenure_connectors::build(&system, dir.path()).await else {
-        panic!("ldap is not a known kind");
+        panic!("mainframe is not a known kind");
     };
     assert!(matches!(e, ConnectorError::UnknownKind { .. }));
     assert_eq!(
         e.to_string(),
-        "system crm: unknown connector kind \"ldap\" (known: sql)"
+        format!(
+            "system crm: unknown connector kind \"mainframe\" (known: {})",
+            tenure_connectors::KNOWN_KINDS.join(", ")
+        )
     );
     assert!(!e.is_transient());
 }

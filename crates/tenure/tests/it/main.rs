@@ -5,4 +5,6 @@
 
 mod cli;
 mod crash;
+mod ldap_e2e;
+mod scim_e2e;
 mod support;
