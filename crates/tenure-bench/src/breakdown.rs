@@ -315,12 +315,14 @@ pub async fn apply(engine: &Engine) -> Result<(Planned, ApplyReport, Value)> {
             tenure_core::SystemId,
             Vec<tenure_store::QueuedOperation>,
         > = std::collections::BTreeMap::new();
-        for q in batch {
+        for q in batch.iter().cloned() {
             by_system
                 .entry(q.operation.system.clone())
                 .or_default()
                 .push(q);
         }
+        let by_id: std::collections::HashMap<i64, &tenure_store::QueuedOperation> =
+            batch.iter().map(|q| (q.id, q)).collect();
         if by_system.len() == 1 {
             single_system += 1;
         }
@@ -354,9 +356,12 @@ pub async fn apply(engine: &Engine) -> Result<(Planned, ApplyReport, Value)> {
         for (system, s, out) in runs {
             *connectors.per_system.entry(system.to_string()).or_default() += s;
             for (id, r) in out {
+                let Some(q) = by_id.get(&id).copied() else {
+                    continue;
+                };
                 match r {
-                    Ok(()) => done.push(id),
-                    Err(e) => failed.push((id, e)),
+                    Ok(()) => done.push(q),
+                    Err(e) => failed.push((q, e)),
                 }
             }
         }

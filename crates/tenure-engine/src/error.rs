@@ -78,6 +78,22 @@ pub enum EngineError {
         /// What is wrong (with line and column for JSON errors).
         message: String,
     },
+    /// No such system in the configuration.
+    #[error("no system {system} in the configuration (known: {})", known.join(", "))]
+    UnknownSystem {
+        /// The system asked for.
+        system: tenure_core::SystemId,
+        /// The configured systems.
+        known: Vec<String>,
+    },
+    /// A system's accounts could not be read.
+    #[error("system {system} {message}")]
+    SystemUnreadable {
+        /// The system.
+        system: tenure_core::SystemId,
+        /// Why, with the connector's error.
+        message: String,
+    },
     /// Something else that is the caller's mistake.
     #[error("{0}")]
     Invalid(String),

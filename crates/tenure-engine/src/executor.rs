@@ -22,6 +22,13 @@ pub struct ExecStats {
     pub failed: u64,
 }
 
+impl std::ops::AddAssign for ExecStats {
+    fn add_assign(&mut self, other: ExecStats) {
+        self.done += other.done;
+        self.failed += other.failed;
+    }
+}
+
 /// How many operations one claim takes, by default.
 pub const BATCH: usize = 4000;
 
@@ -51,6 +58,11 @@ impl<'a> Executor<'a> {
     }
 
     /// Claims and runs batches until nothing is runnable now.
+    ///
+    /// Every configured system has its own lane: it claims that system's
+    /// operations only and runs them, so all systems work at the same time
+    /// and a slow system holds up nobody else. (Plans are ordered by system:
+    /// claims over all systems at once would give one system at a time.)
     pub async fn run_until_idle(&self, progress: &dyn Progress) -> Result<ExecStats, EngineError> {
         let mut stats = ExecStats::default();
         let counts = self.engine.store.queue_counts().await?;
@@ -59,57 +71,94 @@ impl<'a> Executor<'a> {
         }
         progress.start("applying", Some(counts.queued + counts.running));
         loop {
+            let lanes = self
+                .engine
+                .connectors
+                .keys()
+                .map(|system| self.run_lane(system, progress));
+            for lane in futures::future::join_all(lanes).await {
+                stats += lane?;
+            }
+            // Whatever is left runnable now: operations on systems that are no
+            // longer configured (they fail, saying so), or ones whose time came
+            // while the lanes ran down.
             let now = self.engine.wall.now();
             let batch = self
                 .engine
                 .store
                 .claim(&self.worker, now, self.engine.lease, self.engine.batch)
                 .await?;
-            if batch.is_empty() {
-                // Operations another process holds (perhaps one that died: its lease
-                // will expire) must finish before the systems can be planned again.
-                let c = self.engine.store.queue_counts().await?;
-                if c.running > 0 {
-                    let pause = (self.engine.lease / 4).clamp(
-                        std::time::Duration::from_millis(20),
-                        std::time::Duration::from_millis(250),
-                    );
-                    tokio::time::sleep(pause).await;
-                    continue;
-                }
-                break;
+            if !batch.is_empty() {
+                let s = self.run_batch(batch).await?;
+                progress.advance(s.done + s.failed);
+                stats += s;
+                continue;
             }
-            let s = self.run_batch(batch).await?;
-            progress.advance(s.done + s.failed);
-            stats.done += s.done;
-            stats.failed += s.failed;
+            // Operations another process holds (perhaps one that died: its lease
+            // will expire) must finish before the systems can be planned again.
+            let c = self.engine.store.queue_counts().await?;
+            if c.running > 0 {
+                let pause = (self.engine.lease / 4).clamp(
+                    std::time::Duration::from_millis(20),
+                    std::time::Duration::from_millis(250),
+                );
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            break;
         }
         progress.finish();
         Ok(stats)
     }
 
+    /// One system's lane: claims and runs its batches until none is runnable.
+    async fn run_lane(
+        &self,
+        system: &SystemId,
+        progress: &dyn Progress,
+    ) -> Result<ExecStats, EngineError> {
+        let mut stats = ExecStats::default();
+        loop {
+            let now = self.engine.wall.now();
+            let batch = self
+                .engine
+                .store
+                .claim_system(
+                    &self.worker,
+                    now,
+                    self.engine.lease,
+                    self.engine.batch,
+                    system,
+                )
+                .await?;
+            if batch.is_empty() {
+                return Ok(stats);
+            }
+            let s = self.run_batch(batch).await?;
+            progress.advance(s.done + s.failed);
+            stats += s;
+        }
+    }
+
     async fn run_batch(&self, batch: Vec<QueuedOperation>) -> Result<ExecStats, EngineError> {
-        let mut by_system: BTreeMap<SystemId, Vec<QueuedOperation>> = BTreeMap::new();
-        for q in batch {
-            by_system
-                .entry(q.operation.system.clone())
-                .or_default()
-                .push(q);
+        let mut by_system: BTreeMap<&SystemId, Vec<&QueuedOperation>> = BTreeMap::new();
+        for q in &batch {
+            by_system.entry(&q.operation.system).or_default().push(q);
         }
         // Per operation: Ok, or the error and whether trying again later may help.
         type Outcome = Result<(), (String, bool)>;
         let runs =
             futures::future::join_all(by_system.into_iter().map(|(system, qs)| async move {
-                let Some(conn) = self.engine.connectors.get(&system) else {
+                let Some(conn) = self.engine.connectors.get(system) else {
                     let msg = format!("system {system} is no longer in the configuration");
                     return qs
                         .into_iter()
-                        .map(|q| (q.id, Err((msg.clone(), false))))
-                        .collect::<Vec<(i64, Outcome)>>();
+                        .map(|q| (q, Err((msg.clone(), false))))
+                        .collect::<Vec<(&QueuedOperation, Outcome)>>();
                 };
                 let ops: Vec<_> = qs.iter().map(|q| q.operation.clone()).collect();
                 let results = conn.apply(&ops).await;
-                qs.iter()
+                qs.into_iter()
                     .enumerate()
                     .map(|(n, q)| {
                         let r: Outcome = match results.get(n) {
@@ -120,7 +169,7 @@ impl<'a> Executor<'a> {
                                 true,
                             )),
                         };
-                        (q.id, r)
+                        (q, r)
                     })
                     .collect()
             }))
@@ -128,15 +177,15 @@ impl<'a> Executor<'a> {
         let mut done = Vec::new();
         let mut transient = Vec::new();
         let mut permanent = Vec::new();
-        for (id, r) in runs.into_iter().flatten() {
+        for (q, r) in runs.into_iter().flatten() {
             match r {
-                Ok(()) => done.push(id),
+                Ok(()) => done.push(q),
                 Err((e, retry)) => {
-                    tracing::warn!(operation = id, error = %e, transient = retry, "operation failed");
+                    tracing::warn!(operation = q.id, error = %e, transient = retry, "operation failed");
                     if retry {
-                        transient.push((id, e));
+                        transient.push((q, e));
                     } else {
-                        permanent.push((id, e));
+                        permanent.push((q, e));
                     }
                 }
             }

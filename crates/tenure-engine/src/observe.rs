@@ -56,13 +56,28 @@ impl Observation {
         engine: &Engine,
         progress: &dyn Progress,
     ) -> Result<Observation, EngineError> {
+        Observation::read_systems(engine, None, progress).await
+    }
+
+    /// Reads the identities and links and, of the systems, only `only`
+    /// (every system when `None`); links of systems not read are kept as stored.
+    pub async fn read_systems(
+        engine: &Engine,
+        only: Option<&SystemId>,
+        progress: &dyn Progress,
+    ) -> Result<Observation, EngineError> {
         let now = engine.clock.now();
         progress.start("reading identities", None);
         let identities = engine.store.identities().await?;
         let stored_links = engine.store.links().await?;
         progress.finish();
-        progress.start("reading systems", Some(engine.connectors.len() as u64));
-        let reads = futures::future::join_all(engine.connectors.iter().map(|(id, c)| async move {
+        let connectors: Vec<_> = engine
+            .connectors
+            .iter()
+            .filter(|(id, _)| only.is_none_or(|o| o == *id))
+            .collect();
+        progress.start("reading systems", Some(connectors.len() as u64));
+        let reads = futures::future::join_all(connectors.into_iter().map(|(id, c)| async move {
             let r = c.read_accounts().await;
             (id.clone(), c.capabilities(), r)
         }))

@@ -187,6 +187,111 @@ pub async fn orphans(
     Ok(rows)
 }
 
+/// One account found on a system by [`discover`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DiscoveredRow {
+    /// The system.
+    pub system: String,
+    /// The account's key.
+    pub account: String,
+    /// Whether it is enabled.
+    pub enabled: bool,
+    /// `linked` (a link Tenure already holds), `correlated` (the
+    /// correlation rule matches one identity now), `orphaned` or `ambiguous`.
+    pub status: String,
+    /// The identity it belongs to, or the candidates when ambiguous.
+    pub identity: String,
+    /// The identity's name.
+    pub name: String,
+    /// The entitlements (groups) the account holds.
+    pub entitlements: Vec<String>,
+}
+
+/// Reads every account of one system and correlates them to identities,
+/// without changing anything (no link is saved): what a first connection
+/// of a system would find.
+pub async fn discover(
+    engine: &Engine,
+    system: &tenure_core::SystemId,
+    progress: &dyn Progress,
+) -> Result<Vec<DiscoveredRow>, EngineError> {
+    if !engine.connectors.contains_key(system) {
+        return Err(EngineError::UnknownSystem {
+            system: system.clone(),
+            known: engine.connectors.keys().map(ToString::to_string).collect(),
+        });
+    }
+    let obs = Observation::read_systems(engine, Some(system), progress).await?;
+    let Some(accounts) = obs.actual.systems.get(system) else {
+        // The read failed: the finding says why.
+        let why = obs
+            .findings
+            .iter()
+            .find_map(|f| match f {
+                Finding::Unsupported { system: s, message } if s == system => Some(message.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "could not be read".to_owned());
+        return Err(EngineError::SystemUnreadable {
+            system: system.clone(),
+            message: why,
+        });
+    };
+    let fresh: std::collections::BTreeSet<&tenure_core::AccountKey> = obs
+        .new_links
+        .iter()
+        .filter(|l| &l.system == system)
+        .map(|l| &l.account)
+        .collect();
+    let owner: std::collections::BTreeMap<&tenure_core::AccountKey, &tenure_core::IdentityId> = obs
+        .links
+        .iter()
+        .filter(|l| &l.system == system)
+        .map(|l| (&l.account, &l.identity))
+        .collect();
+    let mut rows = Vec::with_capacity(accounts.accounts.len());
+    for (key, a) in &accounts.accounts {
+        let ambiguous = obs.findings.iter().find_map(|f| match f {
+            Finding::Ambiguous {
+                system: s,
+                account,
+                identities,
+            } if s == system && account == key => Some(identities),
+            _ => None,
+        });
+        let (status, identity, name) = match (owner.get(key), ambiguous) {
+            (Some(id), _) => (
+                if fresh.contains(key) {
+                    "correlated"
+                } else {
+                    "linked"
+                },
+                id.to_string(),
+                obs.identity(id).map(label).unwrap_or_default(),
+            ),
+            (None, Some(ids)) => (
+                "ambiguous",
+                ids.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                String::new(),
+            ),
+            (None, None) => ("orphaned", String::new(), String::new()),
+        };
+        rows.push(DiscoveredRow {
+            system: system.to_string(),
+            account: key.to_string(),
+            enabled: a.enabled,
+            status: status.to_owned(),
+            identity,
+            name,
+            entitlements: a.entitlements.iter().map(ToString::to_string).collect(),
+        });
+    }
+    Ok(rows)
+}
+
 /// Leavers who still hold an account anywhere, with the next step of their deprovisioning.
 pub async fn leavers(
     engine: &Engine,

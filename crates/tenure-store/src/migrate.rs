@@ -31,15 +31,23 @@ impl Migration {
 }
 
 /// Every migration, in version order.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial schema",
-    sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
-    postgres: include_str!("../migrations/postgres/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial schema",
+        sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
+        postgres: include_str!("../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "lighter queue: bodies apart, partial claim indexes, claims per system",
+        sqlite: include_str!("../migrations/sqlite/0002_lighter_queue.sql"),
+        postgres: include_str!("../migrations/postgres/0002_lighter_queue.sql"),
+    },
+];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The advisory lock key migrations hold on PostgreSQL ("tenure" in ASCII).
 const PG_LOCK_KEY: i64 = 0x7465_6e75_7265;

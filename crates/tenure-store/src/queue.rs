@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::time::Duration;
 use tenure_core::audit::AuditEvent;
-use tenure_core::{IdentityId, Operation, Plan};
+use tenure_core::{IdentityId, Operation, Plan, SystemId};
 
 /// The longest wait between two attempts of a failed operation.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -171,20 +171,9 @@ struct OpRow<'a> {
     next_seq: Option<i64>,
 }
 
-const OP_COLUMNS: &str = "id, plan_id, seq, body, state, attempts, last_error, idempotency_key, \
+/// A queue row's columns (its body is in `operation_bodies`, by plan and seq).
+const OP_COLUMNS: &str = "id, plan_id, seq, state, attempts, last_error, idempotency_key, \
                           not_before, done_at, priority";
-
-/// An operation whose outcome is being recorded.
-struct Finished {
-    id: i64,
-    plan: i64,
-    seq: i64,
-    system: String,
-    account: String,
-    body: String,
-    key: String,
-    next_seq: Option<i64>,
-}
 
 impl Store {
     /// Persists the plan, one queue row per operation (state queued) and the
@@ -267,9 +256,9 @@ impl Store {
         values_chunks(
             &mut tx,
             self.dialect,
-            "INSERT INTO operations (plan_id, seq, system, account, identity, action, body, \
+            "INSERT INTO operations (plan_id, seq, system, account, identity, action, \
              idempotency_key, priority, depends_on, next_seq, state, not_before)",
-            13,
+            12,
             "",
             &rows,
             |q, r| {
@@ -279,7 +268,6 @@ impl Store {
                     .bind(r.account)
                     .bind(r.identity)
                     .bind(r.action)
-                    .bind(r.body.as_str())
                     .bind(r.key.as_str())
                     .bind(priority)
                     .bind(r.depends_on)
@@ -291,6 +279,17 @@ impl Store {
                     })
                     .bind(0i64)
             },
+        )
+        .await
+        .map_err(|e| self.db_err(&what, e))?;
+        values_chunks(
+            &mut tx,
+            self.dialect,
+            "INSERT INTO operation_bodies (plan_id, seq, body)",
+            3,
+            "",
+            &rows,
+            |q, r| q.bind(id).bind(r.seq).bind(r.body.as_str()),
         )
         .await
         .map_err(|e| self.db_err(&what, e))?;
@@ -314,20 +313,49 @@ impl Store {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<QueuedOperation>, StoreError> {
+        self.claim_in(worker, now, lease, limit, None).await
+    }
+
+    /// [`claim`](Store::claim), for the operations of one system only: an
+    /// executor runs one such lane per system, so that every system works at
+    /// once and a slow one holds up only its own operations.
+    pub async fn claim_system(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+        system: &SystemId,
+    ) -> Result<Vec<QueuedOperation>, StoreError> {
+        self.claim_in(worker, now, lease, limit, Some(system.as_str()))
+            .await
+    }
+
+    async fn claim_in(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+        system: Option<&str>,
+    ) -> Result<Vec<QueuedOperation>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let now_us = micros(now);
         let until = now_us.saturating_add(duration_micros(lease));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let what = format!("claiming operations for worker {worker:?}");
+        let what = match system {
+            Some(s) => format!("claiming operations on system {s} for worker {worker:?}"),
+            None => format!("claiming operations for worker {worker:?}"),
+        };
         let (reclaim, claim) = match self.dialect {
             Dialect::Sqlite => (
                 "UPDATE operations SET state = 'queued', worker = NULL, lease_until = NULL \
                  WHERE state = 'running' AND lease_until <= $1",
                 "UPDATE operations SET state = 'running', worker = $1, lease_until = $2 \
                  WHERE id IN (SELECT o.id FROM operations o \
-                   WHERE o.state = 'queued' AND o.not_before <= $3 \
+                   WHERE o.state = 'queued' AND o.not_before <= $3{lane} \
                    ORDER BY o.priority DESC, o.id LIMIT $4) \
                  RETURNING ",
             ),
@@ -338,7 +366,7 @@ impl Store {
                    FOR UPDATE OF o SKIP LOCKED)",
                 "UPDATE operations SET state = 'running', worker = $1, lease_until = $2 \
                  WHERE id IN (SELECT o.id FROM operations o \
-                   WHERE o.state = 'queued' AND o.not_before <= $3 \
+                   WHERE o.state = 'queued' AND o.not_before <= $3{lane} \
                    ORDER BY o.priority DESC, o.id LIMIT $4 \
                    FOR UPDATE OF o SKIP LOCKED) \
                  RETURNING ",
@@ -358,26 +386,42 @@ impl Store {
                 "operations whose lease expired are queued again"
             );
         }
-        let rows = sqlx::query(AssertSqlSafe(format!("{claim}{OP_COLUMNS}")))
-            .bind(worker)
-            .bind(until)
-            .bind(now_us)
-            .bind(limit)
+        // Two statements, not `($5 IS NULL OR system = $5)`: each must be able
+        // to use its own index (operations_claim, operations_lane).
+        let lane = if system.is_some() {
+            " AND o.system = $5"
+        } else {
+            ""
+        };
+        let mut q = sqlx::query(AssertSqlSafe(format!(
+            "{}{OP_COLUMNS}",
+            claim.replace("{lane}", lane)
+        )))
+        .bind(worker)
+        .bind(until)
+        .bind(now_us)
+        .bind(limit);
+        if let Some(system) = system {
+            q = q.bind(system);
+        }
+        let rows = q
             .fetch_all(&mut *tx)
             .await
             .map_err(|e| self.db_err(&what, e))?;
+        let mut bodies = self.bodies(&mut tx, &rows, &what).await?;
         self.commit(tx, &what).await?;
         let mut ops = rows
             .iter()
-            .map(|r| self.decode_op(r))
+            .map(|r| self.decode_op(r, &mut bodies))
             .collect::<Result<Vec<_>, _>>()?;
         ops.sort_by(|(a, pa), (b, pb)| pb.cmp(pa).then(a.id.cmp(&b.id)));
         Ok(ops.into_iter().map(|(op, _)| op).collect())
     }
 
-    /// Records outcomes in one transaction, only for rows still claimed by
-    /// `worker` (a row whose lease expired and was claimed again, or that is
-    /// no longer running, is left alone).
+    /// Records the outcomes of operations `worker` claimed (as
+    /// [`claim`](Store::claim) returned them), in one transaction, only for
+    /// rows still claimed by `worker` (a row whose lease expired and was
+    /// claimed again, or that is no longer running, is left alone).
     ///
     /// `done`: state done, `done_at = now`, the operations that depend on it
     /// become runnable, and one audit record `operation.done` each (actor
@@ -391,8 +435,8 @@ impl Store {
         &self,
         worker: &str,
         now: DateTime<Utc>,
-        done: &[i64],
-        failed: &[(i64, String)],
+        done: &[&QueuedOperation],
+        failed: &[(&QueuedOperation, String)],
         retry: RetryPolicy,
     ) -> Result<(), StoreError> {
         if done.is_empty() && failed.is_empty() {
@@ -407,22 +451,24 @@ impl Store {
         let mut tx = self.begin_write(&what).await?;
         let mut audit = Vec::new();
 
-        // Done.
-        let done_ids: Vec<i64> = done
-            .iter()
-            .copied()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let mut finished = Vec::new();
-        for chunk in done_ids.chunks(ID_CHUNK) {
+        // Done. The caller's copies of the operations are used for the audit
+        // records; the store confirms which rows were still this worker's.
+        let mut by_id: BTreeMap<i64, &QueuedOperation> = BTreeMap::new();
+        for q in done {
+            by_id.insert(q.id, q);
+        }
+        let ids: Vec<i64> = by_id.keys().copied().collect();
+        let mut finished: Vec<(&QueuedOperation, Option<i64>)> = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(ID_CHUNK) {
             let sql = format!(
                 "UPDATE operations SET state = 'done', done_at = $1, worker = NULL, lease_until = NULL \
                  WHERE state = 'running' AND worker = $2 AND id IN ({}) \
-                 RETURNING id, plan_id, seq, system, account, body, idempotency_key, next_seq",
+                 RETURNING id, next_seq",
                 placeholder_list(3, chunk.len())
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now_us).bind(worker);
+            let mut q = sqlx::query_as::<_, (i64, Option<i64>)>(AssertSqlSafe(sql))
+                .bind(now_us)
+                .bind(worker);
             for id in chunk {
                 q = q.bind(*id);
             }
@@ -430,32 +476,42 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.db_err(&what, e))?;
-            for r in &rows {
-                finished.push(self.decode_finished(r)?);
+            for (id, next_seq) in rows {
+                if let Some(q) = by_id.get(&id) {
+                    finished.push((q, next_seq));
+                }
             }
         }
-        finished.sort_by_key(|f| f.id);
+        finished.sort_by_key(|(q, _)| q.id);
         // Their dependents may run now.
-        let next: Vec<(i64, i64)> = finished
-            .iter()
-            .filter_map(|f| f.next_seq.map(|n| (f.plan, n)))
-            .collect();
-        if !next.is_empty() {
-            values_chunks(
-                &mut tx,
-                self.dialect,
-                "UPDATE operations SET state = 'queued' \
-                 WHERE state = 'blocked' AND (plan_id, seq) IN (",
-                2,
-                ")",
-                &next,
-                |q, (p, s)| q.bind(*p).bind(*s),
-            )
-            .await
-            .map_err(|e| self.db_err(&what, e))?;
+        // Grouped by plan, so each statement is an equality on plan_id and an
+        // IN list on seq: both databases then find the rows through the
+        // UNIQUE (plan_id, seq) index (a row-value IN list made SQLite walk
+        // every blocked row instead, once per batch).
+        let mut next: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for (q, next_seq) in &finished {
+            if let Some(n) = next_seq {
+                next.entry(q.plan.0).or_default().push(*n);
+            }
         }
-        for f in &finished {
-            let op = self.parse_op(f.id, &f.body)?;
+        for (plan, seqs) in &next {
+            for chunk in seqs.chunks(ID_CHUNK) {
+                let sql = format!(
+                    "UPDATE operations SET state = 'queued' \
+                     WHERE plan_id = $1 AND seq IN ({}) AND state = 'blocked'",
+                    placeholder_list(2, chunk.len())
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(*plan);
+                for seq in chunk {
+                    q = q.bind(*seq);
+                }
+                q.execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.db_err(&what, e))?;
+            }
+        }
+        for (q, _) in &finished {
+            let op = &q.operation;
             let reason = if op.reasons.is_empty() {
                 format!("{} applied", op.action.name())
             } else {
@@ -469,47 +525,25 @@ impl Store {
                 at: now,
                 actor: "tenure".into(),
                 action: "operation.done".into(),
-                subject: format!("system:{}/account:{}", f.system, f.account),
+                subject: format!("system:{}/account:{}", op.system, op.account),
                 reason,
                 detail: serde_json::json!({
                     "operation": op,
-                    "plan": f.plan,
-                    "seq": f.seq,
-                    "idempotency_key": f.key,
+                    "plan": q.plan,
+                    "seq": q.seq,
+                    "idempotency_key": q.idempotency_key,
                 })
                 .to_string(),
             });
         }
 
-        // Failed.
-        let mut failures: BTreeMap<i64, &str> = BTreeMap::new();
-        for (id, message) in failed {
-            failures.insert(*id, message);
+        // Failed: retried after a backoff, or given up on.
+        let mut failures: BTreeMap<i64, (&QueuedOperation, &str)> = BTreeMap::new();
+        for (q, message) in failed {
+            failures.insert(q.id, (q, message));
         }
-        let select = match self.dialect {
-            Dialect::Sqlite => {
-                "SELECT id, plan_id, seq, system, account, body, idempotency_key, next_seq, \
-                 attempts FROM operations WHERE id = $1 AND state = 'running' AND worker = $2"
-            }
-            Dialect::Postgres => {
-                "SELECT id, plan_id, seq, system, account, body, idempotency_key, next_seq, \
-                 attempts FROM operations WHERE id = $1 AND state = 'running' AND worker = $2 \
-                 FOR UPDATE"
-            }
-        };
-        for (id, message) in failures {
-            let Some(row) = sqlx::query(select)
-                .bind(id)
-                .bind(worker)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| self.db_err(&what, e))?
-            else {
-                continue;
-            };
-            let f = self.decode_finished(&row)?;
-            let before: i64 = self.col(&row, "operations", "attempts", id)?;
-            let attempts = u32::try_from(before).unwrap_or(u32::MAX).saturating_add(1);
+        for (id, (q, message)) in failures {
+            let attempts = q.attempts.saturating_add(1);
             let give_up = attempts >= retry.max_attempts;
             let (state, not_before) = if give_up {
                 ("failed", now_us)
@@ -517,7 +551,7 @@ impl Store {
                 let wait = duration_micros(retry.backoff(attempts));
                 ("queued", now_us.saturating_add(wait))
             };
-            sqlx::query(
+            let updated = sqlx::query(
                 "UPDATE operations SET state = $1, attempts = $2, last_error = $3, not_before = $4, \
                  worker = NULL, lease_until = NULL \
                  WHERE id = $5 AND state = 'running' AND worker = $6",
@@ -530,19 +564,24 @@ impl Store {
             .bind(worker)
             .execute(&mut *tx)
             .await
-            .map_err(|e| self.db_err(&what, e))?;
-            let op = self.parse_op(f.id, &f.body)?;
+            .map_err(|e| self.db_err(&what, e))?
+            .rows_affected();
+            if updated == 0 {
+                // No longer this worker's (its lease expired and another took it).
+                continue;
+            }
+            let op = &q.operation;
             audit.push(AuditEvent {
                 at: now,
                 actor: "tenure".into(),
                 action: "operation.failed".into(),
-                subject: format!("system:{}/account:{}", f.system, f.account),
+                subject: format!("system:{}/account:{}", op.system, op.account),
                 reason: message.to_owned(),
                 detail: serde_json::json!({
                     "operation": op,
-                    "plan": f.plan,
-                    "seq": f.seq,
-                    "idempotency_key": f.key,
+                    "plan": q.plan,
+                    "seq": q.seq,
+                    "idempotency_key": q.idempotency_key,
                     "attempts": attempts,
                     "final": give_up,
                     "retry_at": (!give_up).then(|| from_micros(not_before)).flatten(),
@@ -564,7 +603,8 @@ impl Store {
         let rows = match plan {
             Some(p) => {
                 sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {OP_COLUMNS} FROM operations WHERE plan_id = $1 ORDER BY id"
+                    "SELECT {OP_COLUMNS}, body FROM operations JOIN operation_bodies b \
+                     USING (plan_id, seq) WHERE plan_id = $1 ORDER BY id"
                 )))
                 .bind(p.0)
                 .fetch_all(&self.pool)
@@ -572,15 +612,26 @@ impl Store {
             }
             None => {
                 sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {OP_COLUMNS} FROM operations ORDER BY id"
+                    "SELECT {OP_COLUMNS}, body FROM operations JOIN operation_bodies b \
+                     USING (plan_id, seq) ORDER BY id"
                 )))
                 .fetch_all(&self.pool)
                 .await
             }
         }
         .map_err(|e| self.db_err("listing queued operations", e))?;
+        let mut bodies = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let id: i64 = self.col(r, "operations", "id", "?")?;
+            let plan: i64 = self.col(r, "operations", "plan_id", id)?;
+            let seq: i64 = self.col(r, "operations", "seq", id)?;
+            bodies.insert(
+                (plan, seq),
+                self.col::<String>(r, "operation_bodies", "body", id)?,
+            );
+        }
         rows.iter()
-            .map(|r| self.decode_op(r).map(|(op, _)| op))
+            .map(|r| self.decode_op(r, &mut bodies).map(|(op, _)| op))
             .collect()
     }
 
@@ -666,45 +717,104 @@ impl Store {
         header.insert("operations".into(), serde_json::Value::Array(Vec::new()));
         let mut plan: Plan = serde_json::from_value(serde_json::Value::Object(header))
             .map_err(|e| self.corrupt("plans", "header", id, e))?;
-        let bodies: Vec<(i64, String)> =
-            sqlx::query_as("SELECT id, body FROM operations WHERE plan_id = $1 ORDER BY seq")
-                .bind(id.0)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.db_err(&what, e))?;
+        let bodies: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, body FROM operation_bodies WHERE plan_id = $1 ORDER BY seq",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db_err(&what, e))?;
         let operations = bodies
             .iter()
-            .map(|(op_id, body)| self.parse_op(*op_id, body))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|(seq, body)| {
+                serde_json::from_str(body)
+                    .map_err(|e| self.corrupt("operation_bodies", "body", format!("{id}/{seq}"), e))
+            })
+            .collect::<Result<Vec<Operation>, _>>()?;
         plan.operations = operations;
         Ok(Some(plan))
     }
 
-    fn parse_op(&self, id: i64, body: &str) -> Result<Operation, StoreError> {
-        serde_json::from_str(body).map_err(|e| self.corrupt("operations", "body", id, e))
+    /// The bodies of the queue rows `rows` (which hold `plan_id` and `seq`).
+    async fn bodies(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        rows: &[AnyRow],
+        what: &str,
+    ) -> Result<HashMap<(i64, i64), String>, StoreError> {
+        let mut keys = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: i64 = self.col(r, "operations", "id", "?")?;
+            keys.push((
+                self.col(r, "operations", "plan_id", id)?,
+                self.col(r, "operations", "seq", id)?,
+            ));
+        }
+        self.bodies_of(conn, &keys, what).await
     }
 
-    fn decode_finished(&self, row: &AnyRow) -> Result<Finished, StoreError> {
-        const T: &str = "operations";
-        let id: i64 = self.col(row, T, "id", "?")?;
-        Ok(Finished {
-            id,
-            plan: self.col(row, T, "plan_id", id)?,
-            seq: self.col(row, T, "seq", id)?,
-            system: self.col(row, T, "system", id)?,
-            account: self.col(row, T, "account", id)?,
-            body: self.col(row, T, "body", id)?,
-            key: self.col(row, T, "idempotency_key", id)?,
-            next_seq: self.col(row, T, "next_seq", id)?,
-        })
+    /// The bodies of these (plan, seq) operations, read by plan in lists of
+    /// seq (so each statement uses the primary key).
+    async fn bodies_of(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        keys: &[(i64, i64)],
+        what: &str,
+    ) -> Result<HashMap<(i64, i64), String>, StoreError> {
+        let mut by_plan: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for (plan, seq) in keys {
+            by_plan.entry(*plan).or_default().push(*seq);
+        }
+        let mut out = HashMap::with_capacity(keys.len());
+        for (plan, seqs) in &by_plan {
+            for chunk in seqs.chunks(ID_CHUNK) {
+                let sql = format!(
+                    "SELECT seq, body FROM operation_bodies WHERE plan_id = $1 AND seq IN ({})",
+                    placeholder_list(2, chunk.len())
+                );
+                let mut q = sqlx::query_as::<_, (i64, String)>(AssertSqlSafe(sql)).bind(*plan);
+                for seq in chunk {
+                    q = q.bind(*seq);
+                }
+                let rows = q
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(|e| self.db_err(what, e))?;
+                out.extend(rows.into_iter().map(|(seq, body)| ((*plan, seq), body)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parses (and takes out of `bodies`) the body of queue row `id`.
+    fn take_op(
+        &self,
+        bodies: &mut HashMap<(i64, i64), String>,
+        id: i64,
+        plan: i64,
+        seq: i64,
+    ) -> Result<Operation, StoreError> {
+        let body = bodies.remove(&(plan, seq)).ok_or_else(|| {
+            self.bad_value(
+                "operation_bodies",
+                "body",
+                format!("{plan}/{seq}"),
+                format!("missing: queue row {id} has no body"),
+            )
+        })?;
+        serde_json::from_str(&body).map_err(|e| self.corrupt("operation_bodies", "body", id, e))
     }
 
     /// A queue row and its priority.
-    fn decode_op(&self, row: &AnyRow) -> Result<(QueuedOperation, i64), StoreError> {
+    fn decode_op(
+        &self,
+        row: &AnyRow,
+        bodies: &mut HashMap<(i64, i64), String>,
+    ) -> Result<(QueuedOperation, i64), StoreError> {
         const T: &str = "operations";
         let id: i64 = self.col(row, T, "id", "?")?;
         let seq: i64 = self.col(row, T, "seq", id)?;
-        let body: String = self.col(row, T, "body", id)?;
+        let plan: i64 = self.col(row, T, "plan_id", id)?;
         let state: String = self.col(row, T, "state", id)?;
         let attempts: i64 = self.col(row, T, "attempts", id)?;
         let not_before: i64 = self.col(row, T, "not_before", id)?;
@@ -715,10 +825,10 @@ impl Store {
         };
         let op = QueuedOperation {
             id,
-            plan: PlanId(self.col(row, T, "plan_id", id)?),
+            plan: PlanId(plan),
             seq: u32::try_from(seq)
                 .map_err(|_| self.bad_value(T, "seq", id, format!("{seq} is out of range")))?,
-            operation: self.parse_op(id, &body)?,
+            operation: self.take_op(bodies, id, plan, seq)?,
             state: OpState::from_db(&state).ok_or_else(|| {
                 self.bad_value(T, "state", id, format!("unknown state {state:?}"))
             })?,

@@ -49,6 +49,33 @@ pub struct Store {
     pub(crate) dialect: Dialect,
     /// The URL without its password, for messages.
     pub(crate) location: Arc<str>,
+    /// SQLite has one writer at a time: this process's writers take turns
+    /// here, in order, instead of polling the file lock (SQLite's busy
+    /// handler sleeps up to 100 ms between tries). Other processes sharing
+    /// the file still meet at the file lock and its busy timeout.
+    pub(crate) writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction and, on SQLite, this process's turn to write.
+/// Dereferences to the connection; dropping it without
+/// [`Store::commit`] rolls back.
+pub(crate) struct WriteTx {
+    // Dropped first: the rollback is under way before the turn passes on.
+    tx: Transaction<'static, Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
 }
 
 impl fmt::Debug for Store {
@@ -107,6 +134,7 @@ impl Store {
             pool,
             dialect,
             location: Arc::from(target.display),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
         };
         if dialect == Dialect::Sqlite {
             store.use_wal().await?;
@@ -168,24 +196,22 @@ impl Store {
     /// Begins a transaction that will write. On SQLite it takes the write lock
     /// at once (`BEGIN IMMEDIATE`), so the busy timeout applies and a read
     /// never has to be upgraded to a write (which SQLite cannot wait for).
-    pub(crate) async fn begin_write(
-        &self,
-        what: &str,
-    ) -> Result<Transaction<'static, Any>, StoreError> {
-        let tx = match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Dialect::Postgres => self.pool.begin().await,
+    pub(crate) async fn begin_write(&self, what: &str) -> Result<WriteTx, StoreError> {
+        let (tx, turn) = match self.dialect {
+            Dialect::Sqlite => {
+                let turn = Arc::clone(&self.writer).lock_owned().await;
+                (self.pool.begin_with("BEGIN IMMEDIATE").await, Some(turn))
+            }
+            Dialect::Postgres => (self.pool.begin().await, None),
         };
-        tx.map_err(|e| self.db_err(format!("{what} (starting a transaction)"), e))
+        let tx = tx.map_err(|e| self.db_err(format!("{what} (starting a transaction)"), e))?;
+        Ok(WriteTx { tx, _turn: turn })
     }
 
     /// Commits `tx`.
-    pub(crate) async fn commit(
-        &self,
-        tx: Transaction<'static, Any>,
-        what: &str,
-    ) -> Result<(), StoreError> {
-        tx.commit()
+    pub(crate) async fn commit(&self, tx: WriteTx, what: &str) -> Result<(), StoreError> {
+        tx.tx
+            .commit()
             .await
             .map_err(|e| self.db_err(format!("{what} (committing)"), e))
     }
@@ -278,6 +304,12 @@ async fn configure_sqlite(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
         .execute(&mut *conn)
         .await?;
     sqlx::query("PRAGMA foreign_keys = ON")
+        .execute(&mut *conn)
+        .await?;
+    // A 32 MiB page cache per connection (the default is 2 MiB): the queue's
+    // updates touch rows all over the operations table, and with the default
+    // most of them are read again from the file.
+    sqlx::query("PRAGMA cache_size = -32768")
         .execute(&mut *conn)
         .await?;
     Ok(())

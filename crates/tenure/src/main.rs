@@ -125,6 +125,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Read every account of one system and correlate them to identities
+    /// (linked, correlated now, orphaned, ambiguous); nothing is changed.
+    Discover {
+        /// The system's id in the configuration.
+        system: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// The operation queue: counts, and operations that failed.
     Queue {
         /// Put failed operations back in the queue.
@@ -374,6 +383,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 )?,
             };
             print!("{text}");
+        }
+        Command::Discover { system, format } => {
+            let engine = open(&cli, clock).await?;
+            let id = tenure_core::SystemId::new(system.as_str())
+                .map_err(|e| anyhow::anyhow!("system {system:?}: {e}"))?;
+            let rows = tenure_engine::reports::discover(&engine, &id, &progress).await?;
+            let text = output::render(
+                &rows,
+                *format == Format::Json,
+                *format == Format::Csv,
+                output::discovered_table,
+            )?;
+            print!("{text}");
+            if *format == Format::Table {
+                print!("{}", output::discovered_summary(system, &rows));
+            }
         }
         Command::Work => {
             let engine = open(&cli, clock).await?;

@@ -8,7 +8,7 @@ use tenure_core::events::ChangeKind;
 use tenure_engine::Engine;
 use tenure_engine::engine::{ApplyReport, Planned};
 use tenure_engine::import::ImportReport;
-use tenure_engine::reports::{AccessRow, LeaverRow, OrphanRow};
+use tenure_engine::reports::{AccessRow, DiscoveredRow, LeaverRow, OrphanRow};
 use tenure_store::Store;
 
 /// A plain text table with aligned columns.
@@ -125,6 +125,50 @@ pub fn orphans_table(rows: &[OrphanRow]) -> Cells {
                 ]
             })
             .collect(),
+    )
+}
+
+/// What `tenure discover` found, as a table.
+pub fn discovered_table(rows: &[DiscoveredRow]) -> Cells {
+    (
+        vec![
+            "account",
+            "state",
+            "status",
+            "identity",
+            "name",
+            "entitlements",
+        ],
+        rows.iter()
+            .map(|r| {
+                vec![
+                    r.account.clone(),
+                    yes(r.enabled),
+                    r.status.clone(),
+                    r.identity.clone(),
+                    r.name.clone(),
+                    r.entitlements.join(","),
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// The one-line summary under `tenure discover`'s table.
+pub fn discovered_summary(system: &str, rows: &[DiscoveredRow]) -> String {
+    let count = |s: &str| rows.iter().filter(|r| r.status == s).count();
+    let groups: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .flat_map(|r| r.entitlements.iter().map(String::as_str))
+        .collect();
+    format!(
+        "system {system}: {} account(s): {} linked, {} correlated now, {} orphaned, {} ambiguous; {} managed group(s) held. Nothing was changed.\n",
+        rows.len(),
+        count("linked"),
+        count("correlated"),
+        count("orphaned"),
+        count("ambiguous"),
+        groups.len()
     )
 }
 

@@ -127,7 +127,7 @@ impl TestDb {
                 let url = format!("sqlite://{}", path.display());
                 Some(TestDb {
                     backend,
-                    raw_url: format!("{url}?mode=rw"),
+                    raw_url: format!("{url}?mode=rwc"),
                     url,
                     _dir: Some(dir),
                     _pg: None,

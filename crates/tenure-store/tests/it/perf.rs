@@ -65,12 +65,11 @@ async fn bulk_import_and_enqueue(db: TestDb) {
     assert_eq!(batch.len(), 4_000);
     assert!(batch.iter().all(|q| q.operation.action.name() == "create"));
     let started = Instant::now();
-    let ids: Vec<i64> = batch.iter().map(|q| q.id).collect();
     store
         .complete(
             "perf",
             t0(),
-            &ids,
+            &batch.iter().collect::<Vec<_>>(),
             &[],
             tenure_store::RetryPolicy::default(),
         )

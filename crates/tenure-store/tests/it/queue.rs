@@ -104,7 +104,7 @@ async fn enqueue_and_claim_order(db: TestDb) {
     );
 
     // the limit is respected
-    let crm_ada_create = first[1].id;
+    let crm_ada_create = &first[1];
     store
         .complete("w1", now, &[crm_ada_create], &[], RETRY)
         .await
@@ -120,7 +120,7 @@ async fn enqueue_and_claim_order(db: TestDb) {
     // staff waits for sales
     assert!(store.claim("w1", now, LEASE, 10).await.unwrap().is_empty());
     store
-        .complete("w1", now, &[second[0].id], &[], RETRY)
+        .complete("w1", now, &[&second[0]], &[], RETRY)
         .await
         .unwrap();
     let third = store.claim("w1", now, LEASE, 10).await.unwrap();
@@ -129,13 +129,7 @@ async fn enqueue_and_claim_order(db: TestDb) {
         .complete(
             "w1",
             now + secs(1),
-            &[
-                third[0].id,
-                first[0].id,
-                first[2].id,
-                first[3].id,
-                first[4].id,
-            ],
+            &[&third[0], &first[0], &first[2], &first[3], &first[4]],
             &[],
             RETRY,
         )
@@ -184,7 +178,7 @@ async fn concurrent_claimers(db: TestDb) {
             // complete only some right away: running rows must not be claimed again
             if got.len() % 2 == 0 {
                 store
-                    .complete(worker, t0(), &ids, &[], RETRY)
+                    .complete(worker, t0(), &batch.iter().collect::<Vec<_>>(), &[], RETRY)
                     .await
                     .unwrap();
             }
@@ -254,7 +248,7 @@ async fn expired_lease_is_claimable_again(db: TestDb) {
 
     // the dead worker comes back: its completion is ignored
     store
-        .complete("dead", t0() + secs(31), &mine_ids(&mine), &[], RETRY)
+        .complete("dead", t0() + secs(31), &refs(&mine), &[], RETRY)
         .await
         .unwrap();
     let row = &store.operations(None).await.unwrap()[0];
@@ -262,7 +256,7 @@ async fn expired_lease_is_claimable_again(db: TestDb) {
     assert!(all_audit(&store).await.is_empty());
     // the new owner completes it
     store
-        .complete("alive", t0() + secs(32), &mine_ids(&mine), &[], RETRY)
+        .complete("alive", t0() + secs(32), &refs(&again), &[], RETRY)
         .await
         .unwrap();
     let row = &store.operations(None).await.unwrap()[0];
@@ -271,8 +265,8 @@ async fn expired_lease_is_claimable_again(db: TestDb) {
     store.close().await;
 }
 
-fn mine_ids(ops: &[QueuedOperation]) -> Vec<i64> {
-    ids(ops)
+fn refs(ops: &[QueuedOperation]) -> Vec<&QueuedOperation> {
+    ops.iter().collect()
 }
 
 /// complete(): done, failed with backoff, failed for good after
@@ -293,7 +287,13 @@ async fn complete_done_failed_backoff(db: TestDb) {
         assert_eq!(claimed[0].attempts, attempt - 1);
         let id = claimed[0].id;
         store
-            .complete("w", now, &[], &[(id, format!("timeout #{attempt}"))], RETRY)
+            .complete(
+                "w",
+                now,
+                &[],
+                &[(&claimed[0], format!("timeout #{attempt}"))],
+                RETRY,
+            )
             .await
             .unwrap();
         let row = store
@@ -387,7 +387,7 @@ async fn complete_done_failed_backoff(db: TestDb) {
     assert_eq!(actions(&claimed), vec![pair("ada", "create")]);
     assert_eq!(claimed[0].attempts, 0);
     store
-        .complete("w", now, &ids(&claimed), &[], RETRY)
+        .complete("w", now, &refs(&claimed), &[], RETRY)
         .await
         .unwrap();
     // now the membership runs; a done and a failure in one call
@@ -397,8 +397,8 @@ async fn complete_done_failed_backoff(db: TestDb) {
         .complete(
             "w",
             now,
-            &ids(&claimed),
-            &[(claimed[0].id, "ignored: already done".into())],
+            &refs(&claimed),
+            &[(&claimed[0], "ignored: already done".into())],
             RETRY,
         )
         .await
@@ -441,7 +441,7 @@ async fn complete_done_failed_backoff(db: TestDb) {
         let c = store.claim("w", t, LEASE, 10).await.unwrap();
         assert_eq!(c.len(), 1);
         store
-            .complete("w", t, &[], &[(c[0].id, "down".into())], many)
+            .complete("w", t, &[], &[(&c[0], "down".into())], many)
             .await
             .unwrap();
         let row = store
@@ -473,17 +473,21 @@ async fn complete_without_claim_changes_nothing(db: TestDb) {
     let claimed = store.claim("owner", t0(), LEASE, 1).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let before = store.operations(None).await.unwrap();
-    let unclaimed = before.iter().find(|q| q.id != claimed[0].id).unwrap().id;
+    let unclaimed = before.iter().find(|q| q.id != claimed[0].id).unwrap();
+    let mut ghost = claimed[0].clone();
+    ghost.id = 424_242;
+    let mut ghost2 = claimed[0].clone();
+    ghost2.id = 424_243;
 
     store
         .complete(
             "intruder",
             t0(),
-            &[claimed[0].id, unclaimed, 424_242],
+            &[&claimed[0], unclaimed, &ghost],
             &[
-                (claimed[0].id, "nope".into()),
+                (&claimed[0], "nope".into()),
                 (unclaimed, "nope".into()),
-                (424_243, "nope".into()),
+                (&ghost2, "nope".into()),
             ],
             RETRY,
         )
@@ -509,7 +513,76 @@ async fn complete_without_claim_changes_nothing(db: TestDb) {
     store.close().await;
 }
 
+/// A lane claims its own system's operations only, in order, with the same
+/// dependencies as a claim over every system; lanes of different systems
+/// never take each other's operations.
+async fn claims_per_system(db: TestDb) {
+    let store = db.store().await;
+    store
+        .enqueue_plan(
+            &plan(vec![
+                op("crm", "ada", create()),
+                op("crm", "ada", add("sales")),
+                op("crm", "bob", create()),
+                op("wiki", "ada", create()),
+                op("wiki", "ada", add("docs")),
+            ]),
+            0,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let crm = tenure_core::SystemId::new("crm").unwrap();
+    let wiki = tenure_core::SystemId::new("wiki").unwrap();
+    let hr = tenure_core::SystemId::new("hr").unwrap();
+    let now = t0();
+    let w = store
+        .claim_system("w", now, LEASE, 10, &wiki)
+        .await
+        .unwrap();
+    assert_eq!(actions(&w), vec![pair("ada", "create")]);
+    assert!(w.iter().all(|q| q.operation.system == wiki));
+    let c = store.claim_system("c", now, LEASE, 1, &crm).await.unwrap();
+    assert_eq!(actions(&c), vec![pair("ada", "create")]);
+    assert_eq!(c[0].operation.system, crm);
+    let c2 = store.claim_system("c", now, LEASE, 10, &crm).await.unwrap();
+    assert_eq!(actions(&c2), vec![pair("bob", "create")]);
+    assert!(
+        store
+            .claim_system("x", now, LEASE, 10, &hr)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // the wiki's membership becomes runnable for the wiki lane only
+    store
+        .complete("w", now, &refs(&w), &[], RETRY)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_system("c", now, LEASE, 10, &crm)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let w2 = store
+        .claim_system("w", now, LEASE, 10, &wiki)
+        .await
+        .unwrap();
+    assert_eq!(actions(&w2), vec![pair("ada", "add_membership")]);
+    // an expired lease is taken back by a lane too
+    let later = now + LEASE + secs(1);
+    let again = store
+        .claim_system("c2", later, LEASE, 10, &crm)
+        .await
+        .unwrap();
+    assert_eq!(ids(&again), [ids(&c), ids(&c2)].concat());
+    store.close().await;
+}
+
 both!(
+    claims_per_system,
     enqueue_and_claim_order,
     concurrent_claimers,
     expired_lease_is_claimable_again,

@@ -15,8 +15,8 @@ async fn migrate_twice_is_a_noop(db: TestDb) {
             .fetch_all(&raw)
             .await
             .unwrap();
-    assert_eq!(before.len(), 1);
-    assert_eq!(before[0].0, SCHEMA_VERSION);
+    let versions: Vec<i64> = before.iter().map(|m| m.0).collect();
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
 
     let again = db.store().await;
     let third = db.store().await;
@@ -52,7 +52,7 @@ async fn concurrent_first_open(db: TestDb) {
         .fetch_one(&raw)
         .await
         .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(n, SCHEMA_VERSION, "each migration applied exactly once");
     a.save_identities(&[identity(2)], vec![]).await.unwrap();
     assert_eq!(b.count_identities().await.unwrap(), 1);
     assert_eq!(c.count_identities().await.unwrap(), 1);
@@ -72,7 +72,89 @@ async fn newer_schema_is_refused(db: TestDb) {
     assert!(err.to_string().contains("999"), "{err}");
 }
 
+/// A store made by schema version 1, with a plan part done, opens under the
+/// current schema with its queue intact: bodies moved, states kept, and the
+/// rest of the plan claimable.
+async fn upgrade_from_version_1_keeps_the_queue(db: TestDb) {
+    let v1 = match db.backend {
+        crate::Backend::Sqlite => include_str!("../../migrations/sqlite/0001_initial.sql"),
+        crate::Backend::Postgres => include_str!("../../migrations/postgres/0001_initial.sql"),
+    };
+    let raw = db.raw().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(v1))
+        .execute(&raw)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(
+        "CREATE TABLE schema_migrations (version BIGINT NOT NULL PRIMARY KEY, \
+         name TEXT NOT NULL, applied_at BIGINT NOT NULL); \
+         INSERT INTO schema_migrations VALUES (1, 'initial schema', 0);",
+    ))
+    .execute(&raw)
+    .await
+    .unwrap();
+    let create = crate::op("crm", "ada", crate::create());
+    let add = crate::op("crm", "ada", crate::add("sales"));
+    let mut header = serde_json::to_value(crate::plan(vec![])).unwrap();
+    header.as_object_mut().unwrap().remove("operations");
+    sqlx::query(
+        "INSERT INTO plans (format, fingerprint, made_at, today, priority, operation_count, header) \
+         VALUES (1, 'f00d', 0, '2026-11-24', 0, 2, $1)",
+    )
+    .bind(header.to_string())
+    .execute(&raw)
+    .await
+    .unwrap();
+    for (seq, op, state, depends_on, next_seq) in [
+        (0i64, &create, "done", None, Some(1i64)),
+        (1, &add, "queued", Some(0i64), None),
+    ] {
+        sqlx::query(
+            "INSERT INTO operations (plan_id, seq, system, account, identity, action, body, \
+             idempotency_key, priority, depends_on, next_seq, state, not_before) \
+             VALUES (1, $1, 'crm', 'ada', 'id-ada', $2, $3, $4, 0, $5, $6, $7, 0)",
+        )
+        .bind(seq)
+        .bind(op.action.name())
+        .bind(serde_json::to_string(op).unwrap())
+        .bind(op.key())
+        .bind(depends_on)
+        .bind(next_seq)
+        .bind(state)
+        .execute(&raw)
+        .await
+        .unwrap();
+    }
+    let store = db.store().await;
+    let plan = store.plan(tenure_store::PlanId(1)).await.unwrap().unwrap();
+    assert_eq!(plan.operations, vec![create.clone(), add.clone()]);
+    let rows = store.operations(None).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].state, tenure_store::OpState::Done);
+    let claimed = store
+        .claim_system(
+            "w",
+            crate::t0(),
+            std::time::Duration::from_secs(60),
+            10,
+            &tenure_core::SystemId::new("crm").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].operation, add);
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    store.close().await;
+    raw.close().await;
+}
+
 both!(
+    upgrade_from_version_1_keeps_the_queue,
     migrate_twice_is_a_noop,
     concurrent_first_open,
     newer_schema_is_refused

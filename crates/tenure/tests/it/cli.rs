@@ -479,3 +479,82 @@ fn a_refused_operation_stays_visible_until_an_operator_retries_it() {
             && r["subject"] == "system:crm/account:donald.knuth")
     );
 }
+
+#[test]
+fn discover_reports_linked_correlated_and_orphaned_accounts_and_changes_nothing() {
+    let org = Org::new();
+    org.run(&[
+        "--now",
+        "2026-11-01",
+        "import",
+        org.path("hr/2026-11-01.csv").to_str().unwrap(),
+    ])
+    .ok();
+    // Before the first apply: Ada's wiki account is found by correlation.
+    let wiki = org
+        .run(&[
+            "--now",
+            "2026-11-01",
+            "discover",
+            "wiki",
+            "--format",
+            "json",
+        ])
+        .ok();
+    let rows: serde_json::Value = serde_json::from_str(&wiki.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["account"], "alovelace");
+    assert_eq!(rows[0]["status"], "correlated");
+    assert_eq!(rows[0]["entitlements"], serde_json::json!(["all-staff"]));
+    let ada = rows[0]["identity"].as_str().unwrap().to_owned();
+    // Discovering saved nothing: the wiki account is correlated again, not linked.
+    let again = org
+        .run(&[
+            "--now",
+            "2026-11-01",
+            "discover",
+            "wiki",
+            "--format",
+            "json",
+        ])
+        .ok();
+    assert_eq!(again.stdout, wiki.stdout);
+
+    org.run(&["--now", "2026-11-01", "apply"]).ok();
+    let crm = org.run(&["--now", "2026-11-01", "discover", "crm"]).ok();
+    assert!(
+        crm.stdout
+            .lines()
+            .any(|l| l.contains("old-admin") && l.contains("orphaned")),
+        "{}",
+        crm.stdout
+    );
+    assert!(
+        crm.stdout
+            .contains("0 correlated now, 1 orphaned, 0 ambiguous")
+            && crm.stdout.contains("Nothing was changed."),
+        "{}",
+        crm.stdout
+    );
+    let wiki = org
+        .run(&["--now", "2026-11-01", "discover", "wiki", "--format", "csv"])
+        .ok();
+    assert!(
+        wiki.stdout
+            .lines()
+            .any(|l| l.starts_with("alovelace,enabled,linked,") && l.contains(&ada)),
+        "{}",
+        wiki.stdout
+    );
+
+    let unknown = org.run(&["discover", "payroll"]);
+    assert_ne!(unknown.code, 0);
+    assert!(
+        unknown
+            .stderr
+            .contains("no system payroll in the configuration"),
+        "{}",
+        unknown.stderr
+    );
+}
