@@ -5,7 +5,7 @@
 //! and on MariaDB/MySQL when `TENURE_TEST_MYSQL` is set (e.g.
 //! `mysql://root@127.0.0.1:3306/test`). Each test gets a fresh database,
 //! created and dropped around it. A variant whose variable is unset prints
-//! `SKIPPED` and passes.
+//! `SKIPPED` and passes, except under `CI=true`, where it fails.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 

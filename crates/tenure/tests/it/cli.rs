@@ -558,3 +558,47 @@ fn discover_reports_linked_correlated_and_orphaned_accounts_and_changes_nothing(
         unknown.stderr
     );
 }
+
+/// The shipped example of an LDAP directory, Active Directory and a SCIM
+/// application stays valid (checked without connecting); a mistake in a
+/// connector setting is reported with its file and line.
+#[test]
+fn the_directories_example_configuration_is_valid() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/directories/config");
+    let out = std::process::Command::new(crate::support::BIN)
+        .args(["--config", example.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("3 system(s)"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["tenure.toml", "roles.toml", "rules.toml", "systems.toml"] {
+        let text = std::fs::read_to_string(example.join(f)).unwrap();
+        let text = if f == "systems.toml" {
+            text.replace(
+                "disable_method = \"ppolicy\"",
+                "disable_method = \"vanish\"",
+            )
+        } else {
+            text.replace("../../acme/hr", "hr")
+        };
+        std::fs::write(dir.path().join(f), text).unwrap();
+    }
+    let out = std::process::Command::new(crate::support::BIN)
+        .args(["--config", dir.path().to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("systems.toml") && stderr.contains("disable_method"),
+        "{stderr}"
+    );
+}
