@@ -376,6 +376,9 @@ async fn server_stopped_mid_batch() {
     }
     srv.signal("STOP");
     let results = runner.await.unwrap();
+    // Close the connector's connections: the server's request threads must
+    // end before it exits (and dumps what it holds).
+    drop(c);
     srv.signal("CONT");
     let dump = srv.stop_and_dump().await;
     let held: Vec<&str> = dump.iter().filter_map(|r| r["userName"].as_str()).collect();
