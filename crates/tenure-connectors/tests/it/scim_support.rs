@@ -85,7 +85,18 @@ impl ScimServer {
     /// Starts the server process (again, after a stop: empty, on a new port).
     pub async fn launch(&mut self) {
         self.port = free_port();
-        let mut cmd = Command::new(&self.bin);
+        // Run the server's entry point through the venv's Python with SIGINT
+        // turned back into KeyboardInterrupt: a process started in the
+        // background by a shell without job control (as CI may be) inherits
+        // SIGINT ignored, and then the server would never stop and dump.
+        let python = self.bin.with_file_name("python");
+        let mut cmd = Command::new(&python);
+        cmd.args([
+            "-c",
+            "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); \
+             sys.argv[0] = 'scim2-server'; \
+             from scim2_server.testserver.cli import main; main()",
+        ]);
         cmd.args([
             "--hostname",
             "127.0.0.1",
