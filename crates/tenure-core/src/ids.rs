@@ -8,7 +8,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::sync::Arc;
 
 /// Why a string is not a valid identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,22 +77,19 @@ macro_rules! id_type {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        // Shared, immutable text: the same system, role or entitlement id
-        // appears in hundreds of thousands of reasons and operations of a
-        // big plan, and each copy is a pointer, not a string.
-        pub struct $name(Arc<str>);
+        pub struct $name(String);
 
         impl $name {
             /// Parses an identifier, rejecting empty, over-long or ill-formed values.
             pub fn new(s: impl Into<String>) -> Result<Self, IdError> {
                 let s = s.into();
                 $check($kind, &s)?;
-                Ok(Self(Arc::from(s)))
+                Ok(Self(s))
             }
             /// For identifiers written in Tenure's own code, known to be valid.
             #[allow(dead_code)]
             pub(crate) fn from_static(s: &'static str) -> Self {
-                Self(Arc::from(s))
+                Self(s.to_owned())
             }
             /// The identifier as text.
             pub fn as_str(&self) -> &str {
@@ -108,7 +104,7 @@ macro_rules! id_type {
         }
         impl From<$name> for String {
             fn from(v: $name) -> String {
-                v.0.to_string()
+                v.0
             }
         }
         impl fmt::Display for $name {
