@@ -249,17 +249,24 @@ pub async fn discover(
         .filter(|l| &l.system == system)
         .map(|l| (&l.account, &l.identity))
         .collect();
-    let mut rows = Vec::with_capacity(accounts.accounts.len());
-    for (key, a) in &accounts.accounts {
-        let ambiguous = obs.findings.iter().find_map(|f| match f {
+    let ambiguous: std::collections::BTreeMap<
+        &tenure_core::AccountKey,
+        &Vec<tenure_core::IdentityId>,
+    > = obs
+        .findings
+        .iter()
+        .filter_map(|f| match f {
             Finding::Ambiguous {
                 system: s,
                 account,
                 identities,
-            } if s == system && account == key => Some(identities),
+            } if s == system => Some((account, identities)),
             _ => None,
-        });
-        let (status, identity, name) = match (owner.get(key), ambiguous) {
+        })
+        .collect();
+    let mut rows = Vec::with_capacity(accounts.accounts.len());
+    for (key, a) in &accounts.accounts {
+        let (status, identity, name) = match (owner.get(key), ambiguous.get(key)) {
             (Some(id), _) => (
                 if fresh.contains(key) {
                     "correlated"

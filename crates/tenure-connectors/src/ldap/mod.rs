@@ -879,9 +879,21 @@ impl LdapConnector {
         dn: &str,
         attrs: &BTreeMap<String, String>,
     ) -> Result<(), OpError> {
+        self.replace_values(b, dn, attrs.iter().map(|(a, v)| (a, v.as_str())))
+            .await
+    }
+
+    /// Replaces these account attributes' LDAP attributes in one modify: an
+    /// empty value removes the attribute (and does nothing when it is
+    /// absent). The attribute that names the entry is left to renames.
+    async fn replace_values<'v>(
+        &self,
+        b: &Batch,
+        dn: &str,
+        values_by_attribute: impl Iterator<Item = (&'v String, &'v str)>,
+    ) -> Result<(), OpError> {
         let s = &self.settings;
-        let mods: Vec<Mod<Vec<u8>>> = attrs
-            .iter()
+        let mods: Vec<Mod<Vec<u8>>> = values_by_attribute
             .filter_map(|(attr, value)| {
                 let target = s.ldap_attribute(attr)?;
                 if target.eq_ignore_ascii_case(&s.rdn_attribute) {
@@ -890,7 +902,7 @@ impl LdapConnector {
                 Some(if value.is_empty() {
                     Mod::Replace(target.as_bytes().to_vec(), HashSet::new())
                 } else {
-                    Mod::Replace(target.as_bytes().to_vec(), values([value.as_str()]))
+                    Mod::Replace(target.as_bytes().to_vec(), values([value]))
                 })
             })
             .collect();
@@ -985,26 +997,8 @@ impl LdapConnector {
         dn: &str,
         changes: &BTreeMap<String, AttributeChange>,
     ) -> Result<(), OpError> {
-        let s = &self.settings;
-        let mods: Vec<Mod<Vec<u8>>> = changes
-            .iter()
-            .filter_map(|(attr, c)| {
-                let target = s.ldap_attribute(attr)?;
-                if target.eq_ignore_ascii_case(&s.rdn_attribute) {
-                    return None;
-                }
-                Some(if c.after.is_empty() {
-                    // Replace with no value removes the attribute, and does nothing when it is absent.
-                    Mod::Replace(target.as_bytes().to_vec(), HashSet::new())
-                } else {
-                    Mod::Replace(target.as_bytes().to_vec(), values([c.after.as_str()]))
-                })
-            })
-            .collect();
-        if mods.is_empty() {
-            return Ok(());
-        }
-        self.modify(b, dn, mods).await
+        self.replace_values(b, dn, changes.iter().map(|(a, c)| (a, c.after.as_str())))
+            .await
     }
 
     /// One action on the entry at `dn`.

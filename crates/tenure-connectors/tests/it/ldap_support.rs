@@ -8,8 +8,7 @@ use std::path::Path;
 use tenure_connectors::ldap::LdapConnector;
 use tenure_connectors::{Connector, ConnectorError};
 use tenure_core::config::{Config, SystemConfig};
-use tenure_core::plan::AttributeChange;
-use tenure_core::{AccountKey, Action, EntitlementName, Operation, SystemId};
+use tenure_core::{AccountKey, EntitlementName, Operation, SystemId};
 
 pub const SYSTEM: &str = "dir";
 
@@ -82,26 +81,14 @@ pub fn ent(s: &str) -> EntitlementName {
     EntitlementName::new(s).expect("entitlement")
 }
 
-pub fn op(account: &str, action: Action) -> Operation {
-    Operation {
-        system: SystemId::new(SYSTEM).expect("system id"),
-        identity: None,
-        account: key(account),
-        action,
-        reasons: vec![],
-    }
+/// The operation builders of the SQL connector's tests, on this system.
+fn here(mut op: Operation) -> Operation {
+    op.system = SystemId::new(SYSTEM).expect("system id");
+    op
 }
 
 pub fn create(account: &str, attrs: &[(&str, &str)]) -> Operation {
-    op(
-        account,
-        Action::CreateAccount {
-            attributes: attrs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        },
-    )
+    here(crate::support::create(account, attrs))
 }
 
 /// A person's attributes for `name`.
@@ -122,53 +109,27 @@ pub fn create_person(account: &str) -> Operation {
 }
 
 pub fn update(account: &str, attrs: &[(&str, &str)]) -> Operation {
-    op(
-        account,
-        Action::UpdateAccount {
-            changes: attrs
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        (*k).to_owned(),
-                        AttributeChange {
-                            before: None,
-                            after: (*v).to_owned(),
-                        },
-                    )
-                })
-                .collect(),
-        },
-    )
+    here(crate::support::update(account, attrs))
 }
 
 pub fn enable(account: &str) -> Operation {
-    op(account, Action::EnableAccount)
+    here(crate::support::enable(account))
 }
 
 pub fn disable(account: &str) -> Operation {
-    op(account, Action::DisableAccount)
+    here(crate::support::disable(account))
 }
 
 pub fn add(account: &str, e: &str) -> Operation {
-    op(
-        account,
-        Action::AddMembership {
-            entitlement: ent(e),
-        },
-    )
+    here(crate::support::add(account, e))
 }
 
 pub fn remove(account: &str, e: &str) -> Operation {
-    op(
-        account,
-        Action::RemoveMembership {
-            entitlement: ent(e),
-        },
-    )
+    here(crate::support::remove(account, e))
 }
 
 pub fn delete(account: &str) -> Operation {
-    op(account, Action::DeleteAccount)
+    here(crate::support::delete(account))
 }
 
 /// Asserts every result is Ok.
