@@ -87,11 +87,11 @@ pub enum EngineError {
         known: Vec<String>,
     },
     /// A system's accounts could not be read.
-    #[error("system {system} {message}")]
+    #[error("could not read the accounts: {message}")]
     SystemUnreadable {
         /// The system.
         system: tenure_core::SystemId,
-        /// Why, with the connector's error.
+        /// Why: the connector's error, which names the system.
         message: String,
     },
     /// Something else that is the caller's mistake.

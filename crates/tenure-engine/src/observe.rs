@@ -33,6 +33,8 @@ pub struct Observation {
     pub stale_links: Vec<(SystemId, AccountKey)>,
     /// Unreadable systems, failed evaluations, ambiguous correlations.
     pub findings: Vec<Finding>,
+    /// Why each unreadable system could not be read (the connector's error).
+    pub unreadable: BTreeMap<SystemId, String>,
 }
 
 /// A person's display name from the usual attributes.
@@ -86,16 +88,20 @@ impl Observation {
         let mut actual = ActualState::default();
         let mut capabilities = BTreeMap::new();
         let mut findings = Vec::new();
+        let mut unreadable = BTreeMap::new();
         for (id, caps, r) in reads {
             capabilities.insert(id.clone(), caps);
             match r {
                 Ok(accounts) => {
                     actual.systems.insert(id, accounts);
                 }
-                Err(e) => findings.push(Finding::Unsupported {
-                    system: id,
-                    message: format!("could not be read, so it is left out: {e}"),
-                }),
+                Err(e) => {
+                    findings.push(Finding::Unsupported {
+                        system: id.clone(),
+                        message: format!("could not be read, so it is left out: {e}"),
+                    });
+                    unreadable.insert(id, e.to_string());
+                }
             }
         }
         progress.start("evaluating policy", Some(identities.len() as u64));
@@ -148,6 +154,7 @@ impl Observation {
             new_links,
             stale_links,
             findings,
+            unreadable,
         })
     }
 

@@ -223,18 +223,9 @@ pub async fn discover(
     }
     let obs = Observation::read_systems(engine, Some(system), progress).await?;
     let Some(accounts) = obs.actual.systems.get(system) else {
-        // The read failed: the finding says why.
-        let why = obs
-            .findings
-            .iter()
-            .find_map(|f| match f {
-                Finding::Unsupported { system: s, message } if s == system => Some(message.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| "could not be read".to_owned());
         return Err(EngineError::SystemUnreadable {
             system: system.clone(),
-            message: why,
+            message: obs.unreadable.get(system).cloned().unwrap_or_default(),
         });
     };
     let fresh: std::collections::BTreeSet<&tenure_core::AccountKey> = obs

@@ -548,6 +548,16 @@ fn discover_reports_linked_correlated_and_orphaned_accounts_and_changes_nothing(
         wiki.stdout
     );
 
+    // A system that cannot be read: the error names it and says why.
+    std::fs::write(org.path("apps/crm.db"), b"this is not a database").unwrap();
+    let unreadable = org.run(&["--now", "2026-11-01", "discover", "crm"]);
+    assert_ne!(unreadable.code, 0);
+    assert!(
+        unreadable.stderr.contains("could not read the accounts: system crm:"),
+        "{}",
+        unreadable.stderr
+    );
+
     let unknown = org.run(&["discover", "payroll"]);
     assert_ne!(unknown.code, 0);
     assert!(
