@@ -553,7 +553,9 @@ fn discover_reports_linked_correlated_and_orphaned_accounts_and_changes_nothing(
     let unreadable = org.run(&["--now", "2026-11-01", "discover", "crm"]);
     assert_ne!(unreadable.code, 0);
     assert!(
-        unreadable.stderr.contains("could not read the accounts: system crm:"),
+        unreadable
+            .stderr
+            .contains("could not read the accounts: system crm:"),
         "{}",
         unreadable.stderr
     );
