@@ -286,6 +286,11 @@ pub async fn apply(engine: &Engine) -> Result<(Planned, ApplyReport, Value)> {
         .enqueue_plan(&planned.plan, 0, vec![event])
         .await?;
     report.plan_id = Some(plan_id);
+    let m = &planned.mark;
+    engine
+        .store
+        .record_planned(m.upto, &m.policy, &m.due, m.everyone)
+        .await?;
     let enqueue_s = secs(t);
 
     // The executor's loop.

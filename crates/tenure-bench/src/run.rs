@@ -503,8 +503,14 @@ async fn phases(
         mem.phase("breakdown_incremental_import")?;
     }
     let t = Instant::now();
-    let planned = engine.plan(&NoProgress).await?;
+    let planned = engine
+        .plan_scoped(tenure_engine::Scope::Changed, &NoProgress)
+        .await?;
     let incr_plan_s = secs(t);
+    if !planned.plan.changed_only {
+        bail!("the incremental plan covered everyone: the apply did not record its plan");
+    }
+    out.set("incremental_plan_people", planned.mark.due.len());
     let incr_plan_ops = planned.plan.operations.len();
     let incr_plan_counts = counts_json(&planned.plan.counts());
     out.set("incremental_plan_s", incr_plan_s);
@@ -518,6 +524,29 @@ async fn phases(
         ),
     );
     out.set("incremental_plan_counts", incr_plan_counts);
+    // The same plan made the slow way, against every account: after a clean
+    // apply both must list exactly the same operations.
+    let t = Instant::now();
+    let full = engine.plan(&NoProgress).await?;
+    let full_s = secs(t);
+    let same = full.plan.operations == planned.plan.operations;
+    out.set("reconciliation_plan_s", full_s);
+    out.set("incremental_equals_reconciliation", same);
+    log(
+        backend,
+        &format!(
+            "full reconciliation plan for comparison: {} operations in {full_s:.2} s; same operations as the incremental plan: {same}",
+            full.plan.operations.len()
+        ),
+    );
+    if !same {
+        bail!(
+            "the incremental plan ({} operations) differs from the full plan ({} operations)",
+            planned.plan.operations.len(),
+            full.plan.operations.len()
+        );
+    }
+    drop(full);
     drop(planned);
     if opts.breakdown {
         details.insert(

@@ -24,7 +24,7 @@ pub use error::{ConnectorError, OpLabel};
 
 use std::path::Path;
 use tenure_core::config::SystemConfig;
-use tenure_core::state::SystemAccounts;
+use tenure_core::state::{AccountQuery, SystemAccounts};
 use tenure_core::{Capabilities, Operation, SystemId};
 
 /// The connector kinds this crate provides (`kind = "…"` in `[[system]]`).
@@ -48,6 +48,21 @@ pub trait Connector: Send + Sync {
 
     /// Reads every account with its managed attributes, enabled flag and entitlements.
     async fn read_accounts(&self) -> Result<SystemAccounts, ConnectorError>;
+
+    /// Reads only the accounts `query` asks for (by key, or by correlation
+    /// attribute value, both ignoring case), with the same content as
+    /// [`Connector::read_accounts`] gives them. Used to plan for the people
+    /// who changed without reading every account. The default reads every
+    /// account and keeps those asked for; connectors that can search override it.
+    async fn read_accounts_matching(
+        &self,
+        query: &AccountQuery,
+    ) -> Result<SystemAccounts, ConnectorError> {
+        if query.is_empty() {
+            return Ok(SystemAccounts::default());
+        }
+        Ok(query.filter(self.read_accounts().await?))
+    }
 
     /// Executes a batch of operations for this system, in order.
     ///

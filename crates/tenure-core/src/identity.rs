@@ -136,6 +136,13 @@ pub struct IdentityRecord {
 }
 
 impl IdentityRecord {
+    /// A digest of everything the source said about this person (hex SHA-256
+    /// of the record). Two records with the same digest are the same record,
+    /// so an import can skip people whose stored digest matches.
+    pub fn digest(&self) -> String {
+        crate::plan::fingerprint(&[("record", self)])
+    }
+
     /// The lifecycle status this record gives on `today`, before any operator overlay.
     pub fn status_on(&self, today: NaiveDate) -> LifecycleStatus {
         match (self.start_date, self.end_date) {

@@ -320,6 +320,10 @@ pub struct Plan {
     pub labels: BTreeMap<IdentityId, String>,
     /// Display names of the systems.
     pub system_names: BTreeMap<SystemId, String>,
+    /// Made for the people who changed (or whose dates came) since the last
+    /// applied plan only, against their accounts alone: no orphans are looked for.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub changed_only: bool,
 }
 
 impl Plan {

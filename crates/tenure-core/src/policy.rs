@@ -704,6 +704,39 @@ impl Policy {
         Ok((default, vec![(StepAction::Delete, start)]))
     }
 
+    /// The next moment after `now` at which this identity's desired state
+    /// changes by the passage of time alone: its start date, its end date,
+    /// or a step of its deprovisioning schedule. `None` when nothing more is
+    /// scheduled (or the schedule cannot be evaluated: planning reports that).
+    /// A scheduler plans an identity again when this moment comes, without
+    /// looking at anyone else.
+    pub fn next_due(&self, identity: &Identity, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if identity.status == LifecycleStatus::Deleted {
+            return None;
+        }
+        let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+        let r = &identity.record;
+        let mut due: Option<DateTime<Utc>> = None;
+        let mut consider = |t: Option<DateTime<Utc>>| {
+            if let Some(t) = t
+                && t > now
+                && due.is_none_or(|d| t < d)
+            {
+                due = Some(t);
+            }
+        };
+        consider(r.start_date.and_then(midnight));
+        if let Some(end) = r.end_date {
+            consider(midnight(end));
+            if let Ok((_, steps)) = self.leaver_schedule(identity) {
+                for (_, at) in steps {
+                    consider(Some(at));
+                }
+            }
+        }
+        due
+    }
+
     fn evaluate_in(
         &self,
         root: &Context<'_, '_>,

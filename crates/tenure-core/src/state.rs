@@ -67,6 +67,64 @@ pub struct ActualState {
     pub systems: BTreeMap<SystemId, SystemAccounts>,
 }
 
+/// Which accounts of one system to read when planning for some identities
+/// only: the accounts with these keys, and those whose correlation attribute
+/// holds one of these values. Both compare ignoring case and surrounding
+/// spaces, as correlation does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountQuery {
+    /// Account keys (linked accounts, and the keys desired accounts would get).
+    pub keys: BTreeSet<AccountKey>,
+    /// The correlation attribute and the values wanted, if the system correlates by one.
+    pub attribute: Option<(String, BTreeSet<String>)>,
+}
+
+impl AccountQuery {
+    fn norm(s: &str) -> String {
+        s.trim().to_lowercase()
+    }
+
+    /// The keys, normalised as they are compared.
+    pub fn normalised_keys(&self) -> BTreeSet<String> {
+        self.keys.iter().map(|k| Self::norm(k.as_str())).collect()
+    }
+
+    /// The attribute values, normalised as they are compared.
+    pub fn normalised_values(&self) -> BTreeSet<String> {
+        self.attribute
+            .iter()
+            .flat_map(|(_, v)| v.iter().map(|v| Self::norm(v)))
+            .collect()
+    }
+
+    /// Whether nothing is asked for.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.attribute.as_ref().is_none_or(|(_, v)| v.is_empty())
+    }
+
+    /// Keeps, of all the accounts of a system, those this query asks for.
+    /// Connectors that cannot search use this on a full read.
+    pub fn filter(&self, all: SystemAccounts) -> SystemAccounts {
+        let keys = self.normalised_keys();
+        let values = self.normalised_values();
+        let attribute = self.attribute.as_ref().map(|(a, _)| a.as_str());
+        SystemAccounts {
+            accounts: all
+                .accounts
+                .into_iter()
+                .filter(|(k, a)| {
+                    keys.contains(&Self::norm(k.as_str()))
+                        || attribute.is_some_and(|attr| {
+                            a.attributes
+                                .get(attr)
+                                .is_some_and(|v| values.contains(&Self::norm(v)))
+                        })
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A persisted link between an account and the identity it belongs to: made
 /// when Tenure creates the account or when correlation finds exactly one match.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -50,6 +50,38 @@ pub struct Planned {
     pub new_links: Vec<Link>,
     /// Stored links whose account has gone.
     pub stale_links: Vec<(SystemId, tenure_core::AccountKey)>,
+    /// What applying this plan records for the next incremental plan.
+    pub mark: PlanMark,
+}
+
+/// Which people a plan is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// Everyone, against every account of every system: a full reconciliation
+    /// (orphans are found, drift anywhere is corrected).
+    #[default]
+    Everyone,
+    /// The people whose record or status changed, or whose next date came,
+    /// since the last applied plan, against their own accounts only. When no
+    /// plan was applied yet, or the policy changed since, this is everyone.
+    Changed,
+}
+
+/// What an applied plan covered, recorded so that the next incremental plan
+/// starts where it ends.
+#[derive(Debug, Clone, Default)]
+pub struct PlanMark {
+    /// Identities saved with change stamps up to this one were planned.
+    pub upto: i64,
+    /// The policy fingerprint they were planned with.
+    pub policy: String,
+    /// When each identity planned must be looked at again (`None`: nothing scheduled).
+    pub due: Vec<(
+        tenure_core::IdentityId,
+        Option<chrono::DateTime<chrono::Utc>>,
+    )>,
+    /// Whether everyone was planned.
+    pub everyone: bool,
 }
 
 /// What an apply did.
@@ -120,10 +152,48 @@ impl Engine {
         }
     }
 
-    /// Makes a plan from the current state. Changes nothing.
+    /// Makes a plan for everyone from the current state. Changes nothing.
     pub async fn plan(&self, progress: &dyn Progress) -> Result<Planned, EngineError> {
+        self.plan_scoped(Scope::Everyone, progress).await
+    }
+
+    /// The scope a plan for `scope` really has: [`Scope::Changed`] only once a
+    /// plan was applied with the current policy.
+    pub async fn effective_scope(&self, scope: Scope) -> Result<Scope, EngineError> {
+        if scope == Scope::Everyone {
+            return Ok(Scope::Everyone);
+        }
+        let cursor = self.store.plan_cursor().await?;
+        Ok(if cursor.policy == self.policy.fingerprint() {
+            Scope::Changed
+        } else {
+            Scope::Everyone
+        })
+    }
+
+    /// Makes a plan for the people `scope` says. Changes nothing.
+    pub async fn plan_scoped(
+        &self,
+        scope: Scope,
+        progress: &dyn Progress,
+    ) -> Result<Planned, EngineError> {
         let now = self.clock.now();
-        let obs = Observation::read(self, progress).await?;
+        // Read before the identities: whatever is saved later is planned next time.
+        let upto = self.store.change_stamp().await?;
+        let (obs, population) = match self.effective_scope(scope).await? {
+            Scope::Everyone => (Observation::read(self, progress).await?, None),
+            Scope::Changed => {
+                let cursor = self.store.plan_cursor().await?;
+                progress.start("reading identities that changed", None);
+                let people = self
+                    .store
+                    .identities_to_plan(cursor.change_seq, upto, now)
+                    .await?;
+                progress.finish();
+                let obs = Observation::read_for(self, people, progress).await?;
+                (obs, Some(self.store.count_links().await?))
+            }
+        };
         progress.start("planning", None);
         let systems = self.policy.system_infos(&obs.capabilities);
         let readable: BTreeMap<_, _> = systems
@@ -208,6 +278,9 @@ impl Engine {
         f.part("identities", &records);
         f.part("links", &obs.links);
         f.part("operations", &d.operations);
+        if obs.partial {
+            f.part("changed_only", &true);
+        }
         let fp = f.finish();
         let plan = Plan {
             format: PLAN_FORMAT,
@@ -218,13 +291,27 @@ impl Engine {
             findings,
             labels,
             system_names,
+            changed_only: obs.partial,
         };
-        let existing: u64 = obs
-            .actual
-            .systems
-            .values()
-            .map(|s| s.accounts.len() as u64)
-            .sum();
+        // The guard weighs a plan against every account Tenure manages, not
+        // only those an incremental plan read.
+        let existing: u64 = population.unwrap_or_else(|| {
+            obs.actual
+                .systems
+                .values()
+                .map(|s| s.accounts.len() as u64)
+                .sum()
+        });
+        let mark = PlanMark {
+            upto,
+            policy: self.policy.fingerprint().to_owned(),
+            due: obs
+                .identities
+                .iter()
+                .map(|i| (i.id().clone(), self.policy.next_due(i, now)))
+                .collect(),
+            everyone: !obs.partial,
+        };
         let guard = plan_verdict(&self.policy.config().guard, &plan, existing);
         progress.finish();
         Ok(Planned {
@@ -232,6 +319,7 @@ impl Engine {
             guard,
             new_links: obs.new_links,
             stale_links: obs.stale_links,
+            mark,
         })
     }
 
@@ -246,12 +334,34 @@ impl Engine {
         execute: bool,
         progress: &dyn Progress,
     ) -> Result<(Planned, ApplyReport), EngineError> {
+        self.apply_scoped(Scope::Everyone, saved, allow_mass_change, execute, progress)
+            .await
+    }
+
+    /// [`Engine::apply`] for the people `scope` says (a saved plan's own
+    /// scope wins: it is made again the way it was made).
+    pub async fn apply_scoped(
+        &self,
+        scope: Scope,
+        saved: Option<&Plan>,
+        allow_mass_change: bool,
+        execute: bool,
+        progress: &dyn Progress,
+    ) -> Result<(Planned, ApplyReport), EngineError> {
+        let scope = match saved {
+            Some(p) if p.changed_only => Scope::Changed,
+            Some(_) => Scope::Everyone,
+            None => scope,
+        };
         let mut report = ApplyReport::default();
         if execute {
             report.resumed = self.execute(progress).await?;
         }
-        crate::import::refresh(self).await?;
-        let planned = self.plan(progress).await?;
+        match self.effective_scope(scope).await? {
+            Scope::Everyone => crate::import::refresh(self).await?,
+            Scope::Changed => crate::import::refresh_changed(self).await?,
+        };
+        let planned = self.plan_scoped(scope, progress).await?;
         if let Some(saved) = saved
             && saved.fingerprint != planned.plan.fingerprint
         {
@@ -303,6 +413,7 @@ impl Engine {
             if !events.is_empty() {
                 self.store.append_audit(events).await?;
             }
+            self.record_planned(&planned.mark).await?;
             let counts = self.store.queue_counts().await?;
             report.still_queued = counts.queued + counts.running;
             report.failed = counts.failed;
@@ -320,6 +431,7 @@ impl Engine {
         ));
         let id = self.store.enqueue_plan(&planned.plan, 0, events).await?;
         report.plan_id = Some(id);
+        self.record_planned(&planned.mark).await?;
         if execute {
             report.executed = self.execute(progress).await?;
         }
@@ -327,6 +439,13 @@ impl Engine {
         report.still_queued = counts.queued + counts.running;
         report.failed = counts.failed;
         Ok((planned, report))
+    }
+
+    async fn record_planned(&self, mark: &PlanMark) -> Result<(), EngineError> {
+        self.store
+            .record_planned(mark.upto, &mark.policy, &mark.due, mark.everyone)
+            .await?;
+        Ok(())
     }
 
     /// Executes queued operations until none is runnable now.

@@ -102,9 +102,8 @@ pub async fn import(
     })?;
     let records = tenure_sources::parse(src, &file, &bytes)?;
     let n = records.len();
-    let stored = engine.store.identities().await?;
     let today = engine.clock.now().date_naive();
-    let classification = classify(&src.id, &stored, records, src.missing, today);
+    let (classification, population) = compare(engine, src, records, today).await?;
     if let Some((_, owner)) = classification.conflicts.first() {
         let ids: Vec<String> = classification
             .conflicts
@@ -123,7 +122,6 @@ pub async fn import(
         .iter()
         .filter(|c| c.kind == ChangeKind::Leaver)
         .count() as u64;
-    let population = stored.iter().filter(|i| !i.status.is_gone()).count() as u64;
     let guard = verdict(
         &cfg.guard,
         "identities becoming leavers",
@@ -186,11 +184,109 @@ pub async fn import(
     })
 }
 
+/// Compares an export with the store: what each person's record means
+/// (joiner, mover, leaver…), and how many people are not gone (for the guard).
+///
+/// People whose stored record digest, source and status say they did not
+/// change are counted unchanged without being read or compared field by
+/// field: only the others, and the stored people missing from a full export,
+/// are read and classified.
+async fn compare(
+    engine: &Engine,
+    src: &tenure_core::config::SourceConfig,
+    records: Vec<tenure_core::IdentityRecord>,
+    today: chrono::NaiveDate,
+) -> Result<(Classification, u64), EngineError> {
+    let digests = engine.store.identity_digests().await?;
+    let population = digests.iter().filter(|d| !d.status.is_gone()).count() as u64;
+    let by_id: std::collections::HashMap<&str, &tenure_store::IdentityDigest> =
+        digests.iter().map(|d| (d.id.as_str(), d)).collect();
+    let mut unchanged = Vec::new();
+    let mut others = Vec::with_capacity(records.len() / 16);
+    let mut load: Vec<tenure_core::IdentityId> = Vec::new();
+    let mut incoming: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for r in &records {
+        incoming.insert(r.id.as_str());
+    }
+    for r in &records {
+        match by_id.get(r.id.as_str()) {
+            Some(d)
+                if d.source == src.id
+                    && d.record_hash.as_deref() == Some(r.digest().as_str())
+                    && status_after(d.status, r, today) == d.status =>
+            {
+                unchanged.push(IdentityChange {
+                    id: d.id.clone(),
+                    kind: ChangeKind::Unchanged,
+                    before: Some(d.status),
+                    after: d.status,
+                    fields: vec![],
+                    note: None,
+                });
+            }
+            Some(d) => {
+                load.push(d.id.clone());
+                others.push(r.clone());
+            }
+            None => others.push(r.clone()),
+        }
+    }
+    if src.missing == tenure_core::config::MissingPolicy::Leaver {
+        load.extend(
+            digests
+                .iter()
+                .filter(|d| {
+                    d.source == src.id && !d.status.is_gone() && !incoming.contains(d.id.as_str())
+                })
+                .map(|d| d.id.clone()),
+        );
+    }
+    let stored = engine.store.identities_by_id(&load).await?;
+    let mut classification = classify(&src.id, &stored, others, src.missing, today);
+    classification.changes.extend(unchanged);
+    classification.changes.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok((classification, population))
+}
+
+/// The status [`classify`] gives a stored person whose record is `r` today.
+fn status_after(
+    stored: tenure_core::LifecycleStatus,
+    r: &tenure_core::IdentityRecord,
+    today: chrono::NaiveDate,
+) -> tenure_core::LifecycleStatus {
+    let s = r.status_on(today);
+    if stored == tenure_core::LifecycleStatus::Deleted && s.is_gone() {
+        tenure_core::LifecycleStatus::Deleted
+    } else {
+        s
+    }
+}
+
 /// Brings stored lifecycle statuses up to date with today's date: start dates
 /// that have come make people active, end dates that have come make them leavers.
 pub async fn refresh(engine: &Engine) -> Result<Vec<IdentityChange>, EngineError> {
-    let today = engine.clock.now().date_naive();
     let stored = engine.store.identities().await?;
+    refresh_these(engine, stored).await
+}
+
+/// [`refresh`] for the identities an incremental plan looks at only (those
+/// changed since the last applied plan, or whose due moment has come): a
+/// status changes by date only at a moment that was recorded as due.
+pub async fn refresh_changed(engine: &Engine) -> Result<Vec<IdentityChange>, EngineError> {
+    let cursor = engine.store.plan_cursor().await?;
+    let upto = engine.store.change_stamp().await?;
+    let stored = engine
+        .store
+        .identities_to_plan(cursor.change_seq, upto, engine.clock.now())
+        .await?;
+    refresh_these(engine, stored).await
+}
+
+async fn refresh_these(
+    engine: &Engine,
+    stored: Vec<Identity>,
+) -> Result<Vec<IdentityChange>, EngineError> {
+    let today = engine.clock.now().date_naive();
     let mut upserts: Vec<Identity> = Vec::new();
     let mut changes = Vec::new();
     for i in &stored {

@@ -20,6 +20,6 @@ pub mod progress;
 pub mod reports;
 
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use engine::Engine;
+pub use engine::{Engine, PlanMark, Planned, Scope};
 pub use error::EngineError;
 pub use progress::{NoProgress, Progress};

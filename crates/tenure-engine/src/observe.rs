@@ -8,10 +8,10 @@
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::progress::Progress;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use tenure_core::correlate::correlate;
 use tenure_core::plan::Finding;
-use tenure_core::state::{ActualState, Capabilities, DesiredState};
+use tenure_core::state::{AccountQuery, ActualState, Capabilities, Desired, DesiredState};
 use tenure_core::{AccountKey, Identity, IdentityId, Link, SystemId};
 
 /// What Tenure knows and sees at one moment.
@@ -35,6 +35,8 @@ pub struct Observation {
     pub findings: Vec<Finding>,
     /// Why each unreadable system could not be read (the connector's error).
     pub unreadable: BTreeMap<SystemId, String>,
+    /// Whether only some identities (and their accounts) were read.
+    pub partial: bool,
 }
 
 /// A person's display name from the usual attributes.
@@ -155,6 +157,167 @@ impl Observation {
             stale_links,
             findings,
             unreadable,
+            partial: false,
+        })
+    }
+
+    /// Reads what a plan for these identities alone needs: their links and,
+    /// of each system, only the accounts that can concern them (the accounts
+    /// linked to them, the keys their desired accounts would have, and on
+    /// systems that correlate by an attribute the accounts holding one of
+    /// their values). Accounts linked to anyone else are left out, and
+    /// accounts that turn out to be nobody's are not looked at: finding
+    /// orphans is a full reconciliation's job.
+    pub async fn read_for(
+        engine: &Engine,
+        identities: Vec<Identity>,
+        progress: &dyn Progress,
+    ) -> Result<Observation, EngineError> {
+        let now = engine.clock.now();
+        let ids: Vec<IdentityId> = identities.iter().map(|i| i.id().clone()).collect();
+        let stored_links = engine.store.links_of_identities(&ids).await?;
+        progress.start("evaluating policy", Some(identities.len() as u64));
+        let (desired, errors) = engine.policy.evaluate_all(&identities, &[], now);
+        progress.advance(identities.len() as u64);
+        progress.finish();
+        let mut queries: BTreeMap<&SystemId, AccountQuery> = engine
+            .connectors
+            .keys()
+            .map(|s| (s, AccountQuery::default()))
+            .collect();
+        for l in &stored_links {
+            if let Some(q) = queries.get_mut(&l.system) {
+                q.keys.insert(l.account.clone());
+            }
+        }
+        for d in desired.identities.values() {
+            for (system, want) in &d.systems {
+                if let (Some(q), Desired::Account(a)) = (queries.get_mut(system), want) {
+                    q.keys.insert(a.key.clone());
+                }
+            }
+        }
+        for (system, q) in &mut queries {
+            if let Some(rule) = engine.policy.correlation(system) {
+                let values = identities
+                    .iter()
+                    .map(|i| {
+                        if rule.identity == "id" {
+                            i.id().as_str()
+                        } else {
+                            i.record.attribute(&rule.identity)
+                        }
+                    })
+                    .filter(|v| !v.trim().is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                q.attribute = Some((rule.account.clone(), values));
+            }
+        }
+        progress.start("reading accounts", Some(queries.len() as u64));
+        let reads = futures::future::join_all(queries.into_iter().filter_map(|(id, q)| {
+            let c = engine.connectors.get(id)?;
+            Some(async move {
+                let r = c.read_accounts_matching(&q).await;
+                (id.clone(), c.capabilities(), r)
+            })
+        }))
+        .await;
+        progress.finish();
+        let mine: HashSet<&IdentityId> = ids.iter().collect();
+        let mut others: Vec<Link> = Vec::new();
+        let mut actual = ActualState::default();
+        let mut capabilities = BTreeMap::new();
+        let mut findings = Vec::new();
+        let mut unreadable = BTreeMap::new();
+        for (id, caps, r) in reads {
+            capabilities.insert(id.clone(), caps);
+            match r {
+                Ok(mut accounts) => {
+                    // Accounts someone else holds are not this plan's business.
+                    let keys: Vec<&AccountKey> = accounts.accounts.keys().collect();
+                    let owners = engine.store.links_of_accounts(&id, &keys).await?;
+                    for l in owners {
+                        if !mine.contains(&l.identity) {
+                            // Known as held, so that nobody here is given its key.
+                            accounts.accounts.remove(&l.account);
+                            others.push(l);
+                        }
+                    }
+                    actual.systems.insert(id, accounts);
+                }
+                Err(e) => {
+                    findings.push(Finding::Unsupported {
+                        system: id.clone(),
+                        message: format!("could not be read, so it is left out: {e}"),
+                    });
+                    unreadable.insert(id, e.to_string());
+                }
+            }
+        }
+        for e in errors {
+            let message = format!("{} ({}): {}", e.what, e.location, e.message);
+            findings.push(Finding::EvaluationFailed {
+                identity: e.identity,
+                message,
+            });
+        }
+        let mut links = Vec::new();
+        let mut new_links = Vec::new();
+        let mut stale_links = Vec::new();
+        for (system, accounts) in &mut actual.systems {
+            let c = correlate(
+                system,
+                accounts,
+                &stored_links,
+                &identities,
+                &desired,
+                engine.policy.correlation(system),
+            );
+            // Accounts that matched none of these people were read only
+            // because they might have: they are left for reconciliation
+            // (ambiguous ones stay, reported as a full plan reports them).
+            let matched: HashSet<&AccountKey> = c.links.iter().map(|l| &l.account).collect();
+            let ambiguous: HashSet<&AccountKey> = c
+                .findings
+                .iter()
+                .filter_map(|f| match f {
+                    Finding::Ambiguous { account, .. } => Some(account),
+                    _ => None,
+                })
+                .collect();
+            accounts
+                .accounts
+                .retain(|k, _| matched.contains(k) || ambiguous.contains(k));
+            links.extend(c.links);
+            new_links.extend(c.add);
+            stale_links.extend(c.remove);
+            findings.extend(c.findings);
+        }
+        links.extend(
+            stored_links
+                .into_iter()
+                .filter(|l| !actual.systems.contains_key(&l.system)),
+        );
+        links.extend(others);
+        links.sort();
+        let index = identities
+            .iter()
+            .enumerate()
+            .map(|(n, i)| (i.id().clone(), n))
+            .collect();
+        Ok(Observation {
+            identities,
+            index,
+            actual,
+            capabilities,
+            desired,
+            links,
+            new_links,
+            stale_links,
+            findings,
+            unreadable,
+            partial: true,
         })
     }
 

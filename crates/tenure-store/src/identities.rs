@@ -17,7 +17,7 @@ use tenure_core::{
 };
 
 const IDENTITY_COLUMNS: &str = "id, source, employment_type, manager, start_date, end_date, \
-                                attributes, groups_json, status, suspended";
+                                attributes, groups_json, status, suspended, change_seq, record_hash";
 
 /// One identity, encoded for its row.
 struct IdentityRow<'a> {
@@ -31,6 +31,7 @@ struct IdentityRow<'a> {
     groups: String,
     status: &'static str,
     suspended: i64,
+    record_hash: String,
 }
 
 impl Store {
@@ -101,21 +102,24 @@ impl Store {
                     .map_err(|e| self.encode_err(format!("the groups of identity {id}"), e))?,
                 status: i.status.as_str(),
                 suspended: i64::from(i.suspended),
+                record_hash: i.record.digest(),
             });
         }
         let what = format!("saving {} identities", rows.len());
         let mut tx = self.begin_write(&what).await?;
         if !rows.is_empty() {
+            let stamp = self.next_change_stamp(&mut tx, &what).await?;
             values_chunks(
                 &mut tx,
                 self.dialect,
                 &format!("INSERT INTO identities ({IDENTITY_COLUMNS})"),
-                10,
+                12,
                 " ON CONFLICT (id) DO UPDATE SET source = excluded.source, \
                  employment_type = excluded.employment_type, manager = excluded.manager, \
                  start_date = excluded.start_date, end_date = excluded.end_date, \
                  attributes = excluded.attributes, groups_json = excluded.groups_json, \
-                 status = excluded.status, suspended = excluded.suspended",
+                 status = excluded.status, suspended = excluded.suspended, \
+                 change_seq = excluded.change_seq, record_hash = excluded.record_hash",
                 &rows,
                 |q, r| {
                     q.bind(r.id)
@@ -128,6 +132,8 @@ impl Store {
                         .bind(r.groups.as_str())
                         .bind(r.status)
                         .bind(r.suspended)
+                        .bind(stamp)
+                        .bind(r.record_hash.as_str())
                 },
             )
             .await
@@ -137,7 +143,7 @@ impl Store {
         self.commit(tx, &what).await
     }
 
-    fn decode_identity(&self, row: &sqlx::any::AnyRow) -> Result<Identity, StoreError> {
+    pub(crate) fn decode_identity(&self, row: &sqlx::any::AnyRow) -> Result<Identity, StoreError> {
         const T: &str = "identities";
         let raw_id: String = self.col(row, T, "id", "?")?;
         let key = raw_id.as_str();
@@ -207,22 +213,21 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.db_err("reading links", e))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            const T: &str = "links";
-            let system: String = self.col(row, T, "system", "?")?;
-            let account: String = self.col(row, T, "account", &system)?;
-            let key = format!("{system}/{account}");
-            let identity: String = self.col(row, T, "identity", &key)?;
-            out.push(Link {
-                system: SystemId::new(system).map_err(|e| self.corrupt(T, "system", &key, e))?,
-                account: AccountKey::new(account)
-                    .map_err(|e| self.corrupt(T, "account", &key, e))?,
-                identity: IdentityId::new(identity)
-                    .map_err(|e| self.corrupt(T, "identity", &key, e))?,
-            });
-        }
-        Ok(out)
+        rows.iter().map(|r| self.decode_link(r)).collect()
+    }
+
+    pub(crate) fn decode_link(&self, row: &sqlx::any::AnyRow) -> Result<Link, StoreError> {
+        const T: &str = "links";
+        let system: String = self.col(row, T, "system", "?")?;
+        let account: String = self.col(row, T, "account", &system)?;
+        let key = format!("{system}/{account}");
+        let identity: String = self.col(row, T, "identity", &key)?;
+        Ok(Link {
+            system: SystemId::new(system).map_err(|e| self.corrupt(T, "system", &key, e))?,
+            account: AccountKey::new(account).map_err(|e| self.corrupt(T, "account", &key, e))?,
+            identity: IdentityId::new(identity)
+                .map_err(|e| self.corrupt(T, "identity", &key, e))?,
+        })
     }
 
     /// Removes the links of `remove`, then adds (or re-points) those of `add`,

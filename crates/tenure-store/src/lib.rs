@@ -19,6 +19,7 @@
 //! [`tenure_core::audit::verify`], fed by [`Store::audit_page`]).
 
 mod audit;
+mod changes;
 mod error;
 mod header;
 mod identities;
@@ -28,7 +29,8 @@ mod sql;
 mod store;
 mod url;
 
+pub use changes::{IdentityDigest, PlanCursor};
 pub use error::StoreError;
-pub use migrate::SCHEMA_VERSION;
+pub use migrate::{SCHEMA_VERSION, schema_versions};
 pub use queue::{MAX_BACKOFF, OpState, PlanId, QueueCounts, QueuedOperation, RetryPolicy};
 pub use store::{Dialect, Store};

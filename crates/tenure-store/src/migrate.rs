@@ -44,10 +44,22 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_lighter_queue.sql"),
         postgres: include_str!("../migrations/postgres/0002_lighter_queue.sql"),
     },
+    Migration {
+        version: 5,
+        name: "planning only what changed: change stamps, record digests, due times",
+        sqlite: include_str!("../migrations/sqlite/0005_changes.sql"),
+        postgres: include_str!("../migrations/postgres/0005_changes.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 5;
+
+/// Every schema version this build knows, in order (numbers may skip: a
+/// version is a name, applied by set membership).
+pub fn schema_versions() -> Vec<i64> {
+    MIGRATIONS.iter().map(|m| m.version).collect()
+}
 
 /// The advisory lock key migrations hold on PostgreSQL ("tenure" in ASCII).
 const PG_LOCK_KEY: i64 = 0x7465_6e75_7265;

@@ -31,6 +31,14 @@ fn rows_per_statement(dialect: Dialect, cols: usize) -> usize {
     (max_params(dialect) / cols.max(1)).clamp(1, MAX_ROWS)
 }
 
+/// `n` placeholders separated by commas, numbered from `first` where the dialect numbers them.
+pub(crate) fn placeholders(dialect: Dialect, n: usize, first: usize) -> String {
+    let mut sql = String::new();
+    push_tuples(&mut sql, dialect, 1, n, first);
+    // One tuple "(…)": the caller writes its own parentheses.
+    sql.trim_start_matches('(').trim_end_matches(')').to_owned()
+}
+
 /// Appends `rows` tuples of `cols` placeholders, numbered from `first`.
 ///
 /// SQLite gets anonymous `?` placeholders: it looks `$N` names up linearly, so

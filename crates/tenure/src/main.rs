@@ -16,6 +16,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tenure_engine::{Clock, Engine, EngineError, FixedClock, SystemClock};
 
+/// The scope `--changed` asks for.
+fn scope(changed: bool) -> tenure_engine::Scope {
+    if changed {
+        tenure_engine::Scope::Changed
+    } else {
+        tenure_engine::Scope::Everyone
+    }
+}
+
 /// Exit code when the mass-change guard refused, or a saved plan is stale.
 const EXIT_REFUSED: u8 = 3;
 /// Exit code when the audit log fails verification.
@@ -99,6 +108,11 @@ enum Command {
         /// Also save the plan to this file, for `tenure apply FILE`.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Plan only for the people who changed, or whose dates came, since the
+        /// last applied plan, reading only their accounts (fast; no orphans are
+        /// looked for). Without it, a plan is a full reconciliation.
+        #[arg(long)]
+        changed: bool,
     },
     /// Make the systems match policy: finish queued work, plan, and execute.
     Apply {
@@ -110,6 +124,10 @@ enum Command {
         /// Only queue the plan's operations, for `tenure work` (or the service) to execute.
         #[arg(long)]
         queue_only: bool,
+        /// Plan only for the people who changed, or whose dates came, since the
+        /// last applied plan (see `tenure plan --changed`).
+        #[arg(long, conflicts_with = "plan")]
+        changed: bool,
         /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,
@@ -304,9 +322,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{}", output::import_text(&r));
             }
         }
-        Command::Plan { json, out } => {
+        Command::Plan { json, out, changed } => {
             let engine = open(&cli, clock).await?;
-            let planned = engine.plan(&progress).await?;
+            let planned = engine.plan_scoped(scope(*changed), &progress).await?;
             if let Some(path) = out {
                 let text = serde_json::to_string_pretty(&planned.plan)?;
                 std::fs::write(path, text)
@@ -316,6 +334,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&planned.plan)?);
             } else {
                 print!("{}", tenure_core::render::plan_text(&planned.plan));
+                if let Some(note) = output::scope_note(*changed, &planned) {
+                    println!("{note}");
+                }
                 println!(
                     "Mass-change guard: {}{}",
                     planned.guard,
@@ -339,6 +360,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             allow_mass_change,
             queue_only,
             json,
+            changed,
         } => {
             let engine = open(&cli, clock).await?;
             let saved = match plan {
@@ -346,7 +368,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 None => None,
             };
             let (planned, report) = engine
-                .apply(saved.as_ref(), *allow_mass_change, !*queue_only, &progress)
+                .apply_scoped(
+                    scope(*changed),
+                    saved.as_ref(),
+                    *allow_mass_change,
+                    !*queue_only,
+                    &progress,
+                )
                 .await?;
             if *json {
                 println!(

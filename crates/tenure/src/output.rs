@@ -303,6 +303,13 @@ pub fn apply_text(p: &Planned, r: &ApplyReport) -> String {
         );
     }
     match r.plan_id {
+        None if p.plan.changed_only => {
+            let _ = writeln!(
+                s,
+                "Nothing to do for the {} people who changed since the last applied plan.",
+                p.mark.due.len()
+            );
+        }
         None => {
             let _ = writeln!(s, "Nothing to do: every system matches policy.");
         }
@@ -465,4 +472,23 @@ pub async fn export(store: &Store, out: Option<&std::path::Path>) -> Result<()> 
     }
     w.flush()?;
     Ok(())
+}
+
+/// What a plan asked for with `--changed` covered, for people.
+pub fn scope_note(asked_changed: bool, planned: &tenure_engine::Planned) -> Option<String> {
+    if planned.plan.changed_only {
+        let n = planned.mark.due.len();
+        Some(format!(
+            "Planned for the {n} {} who changed or whose dates came since the last applied plan, \
+             against their own accounts; `tenure plan` without --changed reconciles everyone.",
+            if n == 1 { "person" } else { "people" }
+        ))
+    } else if asked_changed {
+        Some(
+            "No plan has been applied with this policy yet, so this plan covers everyone."
+                .to_owned(),
+        )
+    } else {
+        None
+    }
 }

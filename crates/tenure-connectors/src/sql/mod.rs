@@ -57,7 +57,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tenure_core::config::SystemConfig;
-use tenure_core::state::{Account, SystemAccounts};
+use tenure_core::state::{Account, AccountQuery, SystemAccounts};
 use tenure_core::{AccountKey, Action, Capabilities, EntitlementName, Operation, SystemId};
 use url::DbUrl;
 
@@ -322,6 +322,84 @@ impl SqlConnector {
         });
         *lock(&self.loaded) = Some(Arc::clone(&loaded));
         Ok(loaded)
+    }
+
+    /// Turns rows of `read_accounts`' query (key, enabled?, attributes…) and
+    /// of the memberships query (account, entitlement) into accounts.
+    fn decode_accounts(
+        &self,
+        rows: &[sqlx::any::AnyRow],
+        attrs: &[String],
+        membership_rows: &[sqlx::any::AnyRow],
+    ) -> Result<SystemAccounts, ConnectorError> {
+        let err = |e| self.db_error("reading accounts", e);
+        let first_attr = if self.settings.enabled_column.is_some() {
+            2
+        } else {
+            1
+        };
+        let mut out = SystemAccounts::default();
+        let mut unusable = 0usize;
+        let mut duplicates = 0usize;
+        for row in rows {
+            let key: Option<String> = row.try_get(0).map_err(err)?;
+            let Some(key) = key.and_then(|k| AccountKey::new(k).ok()) else {
+                unusable += 1;
+                continue;
+            };
+            let enabled = if self.settings.enabled_column.is_some() {
+                let v: Option<String> = row.try_get(1).map_err(err)?;
+                parse_enabled(v.as_deref())
+            } else {
+                true
+            };
+            let mut attributes = std::collections::BTreeMap::new();
+            for (i, attr) in attrs.iter().enumerate() {
+                let v: Option<String> = row.try_get(first_attr + i).map_err(err)?;
+                if let Some(v) = v {
+                    attributes.insert(attr.clone(), v);
+                }
+            }
+            if out.accounts.contains_key(&key) {
+                duplicates += 1;
+                continue;
+            }
+            out.accounts.insert(
+                key.clone(),
+                Account {
+                    key,
+                    attributes,
+                    enabled,
+                    entitlements: BTreeSet::new(),
+                },
+            );
+        }
+        let mut unusable_memberships = 0usize;
+        for row in membership_rows {
+            let a: Option<String> = row.try_get(0).map_err(err)?;
+            let e: Option<String> = row.try_get(1).map_err(err)?;
+            let account = a.and_then(|a| AccountKey::new(a).ok());
+            let entitlement = e.and_then(|e| EntitlementName::new(e).ok());
+            match (account, entitlement) {
+                (Some(a), Some(e)) => {
+                    // Memberships of accounts that do not exist are not Tenure's to see.
+                    if let Some(acct) = out.accounts.get_mut(&a) {
+                        acct.entitlements.insert(e);
+                    }
+                }
+                _ => unusable_memberships += 1,
+            }
+        }
+        if unusable + duplicates + unusable_memberships > 0 {
+            tracing::warn!(
+                system = %self.system,
+                unusable_keys = unusable,
+                duplicate_keys = duplicates,
+                unusable_memberships,
+                "some rows were skipped: keys or entitlements that are NULL, empty, over 256 bytes or hold control characters, and repeated keys (the first row is used)"
+            );
+        }
+        Ok(out)
     }
 
     async fn loaded(&self) -> Result<Arc<Loaded>, ConnectorError> {
@@ -857,73 +935,110 @@ impl Connector for SqlConnector {
         };
         tx.commit().await.map_err(err)?;
 
-        let first_attr = if self.settings.enabled_column.is_some() {
-            2
-        } else {
-            1
-        };
-        let mut out = SystemAccounts::default();
-        let mut unusable = 0usize;
-        let mut duplicates = 0usize;
+        self.decode_accounts(&rows, &attrs, &membership_rows)
+    }
+
+    async fn read_accounts_matching(
+        &self,
+        query: &AccountQuery,
+    ) -> Result<SystemAccounts, ConnectorError> {
+        if query.is_empty() {
+            return Ok(SystemAccounts::default());
+        }
+        let loaded = self.loaded().await?;
+        let d = self.dialect;
+        let (select, attrs) = dialect::read_accounts(d, &self.settings);
+        let err = |e| self.db_error("reading accounts", e);
+        let key_col = d.ident(&self.settings.key_column);
+        let key_cast = loaded.schema.accounts.cast(&self.settings.key_column);
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        let mut rows = Vec::new();
+        // Exact keys first, through the key's index.
+        let exact: Vec<String> = query.keys.iter().map(|k| k.as_str().to_owned()).collect();
+        for chunk in exact.chunks(MATCH_CHUNK) {
+            let sql = format!(
+                "{select} WHERE {key_col} IN ({})",
+                placeholders(d, chunk.len(), key_cast)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for k in chunk {
+                q = q.bind(k.as_str());
+            }
+            rows.extend(q.fetch_all(&mut *conn).await.map_err(err)?);
+        }
+        // Keys not found as given are looked for ignoring case, and the
+        // correlation attribute's values likewise (correlation ignores case).
+        let mut found: BTreeSet<String> = BTreeSet::new();
         for row in &rows {
-            let key: Option<String> = row.try_get(0).map_err(err)?;
-            let Some(key) = key.and_then(|k| AccountKey::new(k).ok()) else {
-                unusable += 1;
-                continue;
-            };
-            let enabled = if self.settings.enabled_column.is_some() {
-                let v: Option<String> = row.try_get(1).map_err(err)?;
-                parse_enabled(v.as_deref())
-            } else {
-                true
-            };
-            let mut attributes = std::collections::BTreeMap::new();
-            for (i, attr) in attrs.iter().enumerate() {
-                let v: Option<String> = row.try_get(first_attr + i).map_err(err)?;
-                if let Some(v) = v {
-                    attributes.insert(attr.clone(), v);
+            if let Ok(Some(k)) = row.try_get::<Option<String>, _>(0) {
+                found.insert(k.trim().to_lowercase());
+            }
+        }
+        let missing: Vec<String> = query
+            .normalised_keys()
+            .into_iter()
+            .filter(|k| !found.contains(k))
+            .collect();
+        let mut folded: Vec<(String, Vec<String>)> = Vec::new();
+        if !missing.is_empty() {
+            folded.push((d.as_text(&key_col), missing));
+        }
+        if let Some((attr, _)) = &query.attribute
+            && let Some(col) = self.settings.attributes.get(attr)
+        {
+            let values: Vec<String> = query.normalised_values().into_iter().collect();
+            if !values.is_empty() {
+                folded.push((d.as_text(&d.ident(col)), values));
+            }
+        }
+        for (expr, values) in &folded {
+            for chunk in values.chunks(MATCH_CHUNK) {
+                let sql = format!(
+                    "{select} WHERE LOWER(TRIM({expr})) IN ({})",
+                    placeholders(d, chunk.len(), None)
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for v in chunk {
+                    q = q.bind(v.as_str());
                 }
+                rows.extend(q.fetch_all(&mut *conn).await.map_err(err)?);
             }
-            if out.accounts.contains_key(&key) {
-                duplicates += 1;
-                continue;
-            }
-            out.accounts.insert(
-                key.clone(),
-                Account {
-                    key,
-                    attributes,
-                    enabled,
-                    entitlements: BTreeSet::new(),
-                },
-            );
         }
-        let mut unusable_memberships = 0usize;
-        for row in &membership_rows {
-            let a: Option<String> = row.try_get(0).map_err(err)?;
-            let e: Option<String> = row.try_get(1).map_err(err)?;
-            let account = a.and_then(|a| AccountKey::new(a).ok());
-            let entitlement = e.and_then(|e| EntitlementName::new(e).ok());
-            match (account, entitlement) {
-                (Some(a), Some(e)) => {
-                    // Memberships of accounts that do not exist are not Tenure's to see.
-                    if let Some(acct) = out.accounts.get_mut(&a) {
-                        acct.entitlements.insert(e);
-                    }
+        let mut keys: BTreeSet<String> = BTreeSet::new();
+        for row in &rows {
+            if let Ok(Some(k)) = row.try_get::<Option<String>, _>(0) {
+                keys.insert(k);
+            }
+        }
+        let mut membership_rows = Vec::new();
+        if let Some(m) = &self.settings.memberships {
+            let base = dialect::read_memberships(d, &self.settings).unwrap_or_default();
+            let account_col = d.ident(&m.account_column);
+            let cast = loaded
+                .schema
+                .memberships
+                .as_ref()
+                .and_then(|s| s.cast(&m.account_column));
+            let keys: Vec<String> = keys.into_iter().collect();
+            for chunk in keys.chunks(MATCH_CHUNK) {
+                let sql = format!(
+                    "{base} WHERE {account_col} IN ({})",
+                    placeholders(d, chunk.len(), cast)
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for k in chunk {
+                    q = q.bind(k.as_str());
                 }
-                _ => unusable_memberships += 1,
+                membership_rows.extend(q.fetch_all(&mut *conn).await.map_err(err)?);
             }
         }
-        if unusable + duplicates + unusable_memberships > 0 {
-            tracing::warn!(
-                system = %self.system,
-                unusable_keys = unusable,
-                duplicate_keys = duplicates,
-                unusable_memberships,
-                "some rows were skipped: keys or entitlements that are NULL, empty, over 256 bytes or hold control characters, and repeated keys (the first row is used)"
-            );
-        }
-        Ok(out)
+        // The same row may have been found twice (by key and by attribute).
+        let mut seen = BTreeSet::new();
+        rows.retain(|r| match r.try_get::<Option<String>, _>(0) {
+            Ok(Some(k)) => seen.insert(k),
+            _ => true,
+        });
+        self.decode_accounts(&rows, &attrs, &membership_rows)
     }
 
     async fn apply(&self, ops: &[Operation]) -> Vec<Result<(), ConnectorError>> {
@@ -932,6 +1047,27 @@ impl Connector for SqlConnector {
         }
         self.apply_batch(ops).await
     }
+}
+
+/// Values per statement when reading accounts by key (well under every
+/// database's limit on bound parameters).
+const MATCH_CHUNK: usize = 500;
+
+/// `n` placeholders, each cast to `cast` when given.
+fn placeholders(d: Dialect, n: usize, cast: Option<&str>) -> String {
+    (1..=n)
+        .map(|i| {
+            let ph = match d {
+                Dialect::MySql => "?".to_owned(),
+                Dialect::Sqlite | Dialect::Postgres => format!("${i}"),
+            };
+            match cast {
+                Some(ty) => format!("CAST({ph} AS {ty})"),
+                None => ph,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -71,6 +71,7 @@ suite!(
     idempotent_replay,
     failing_operation_fails_alone,
     read_accounts_round_trip,
+    read_accounts_matching_reads_only_what_is_asked,
     hostile_values_are_stored_verbatim,
     capabilities_reflect_settings,
     secret_file_url,

@@ -4,7 +4,7 @@ use crate::support::*;
 use std::collections::{BTreeMap, BTreeSet};
 use tenure_connectors::ConnectorError;
 use tenure_core::Capabilities;
-use tenure_core::state::{Account, SystemAccounts};
+use tenure_core::state::{Account, AccountQuery, SystemAccounts};
 
 fn s(v: &str) -> Option<String> {
     Some(v.to_owned())
@@ -325,6 +325,61 @@ pub async fn read_accounts_round_trip(db: TestDb) {
         );
     }
     assert_eq!(read, expected);
+}
+
+/// A targeted read returns exactly what a full read filtered by the same
+/// query returns: keys and correlation values compared ignoring case and
+/// surrounding spaces, memberships included, hostile values only bound.
+pub async fn read_accounts_matching_reads_only_what_is_asked(db: TestDb) {
+    db.app_schema().await;
+    let c = db.connector(&db.system(|_| {})).await;
+    all_ok(
+        &c.apply(&[
+            create_full("erin"),
+            add("erin", "admins"),
+            create_full("frank"),
+            disable("frank"),
+            add("frank", "staff"),
+            create_full("harry"),
+            create_full("O'Brien"),
+            add("O'Brien", "staff"),
+        ])
+        .await,
+    );
+    db.exec("INSERT INTO users (username, email) VALUES ('gina', 'Gina@Example.com')")
+        .await;
+    let all = c.read_accounts().await.unwrap();
+    assert_eq!(all.accounts.len(), 5);
+    let query = |keys: &[&str], values: Option<&[&str]>| AccountQuery {
+        keys: keys.iter().map(|k| key(k)).collect(),
+        attribute: values.map(|v| {
+            (
+                "email".to_owned(),
+                v.iter().map(|s| (*s).to_owned()).collect(),
+            )
+        }),
+    };
+    let cases = [
+        query(&[], None),
+        query(&["frank"], None),
+        query(&["ERIN", "frank", "nobody"], None),
+        query(&["o'brien"], None),
+        query(&["x') OR 1=1 --", "*"], Some(&["' OR '1'='1"])),
+        query(&["harry"], Some(&[" gina@example.COM "])),
+    ];
+    for q in cases {
+        let got = c.read_accounts_matching(&q).await.unwrap();
+        assert_eq!(got, q.filter(all.clone()), "{q:?}");
+    }
+    let some = c
+        .read_accounts_matching(&query(&["ERIN", "frank"], None))
+        .await
+        .unwrap();
+    let keys: Vec<&str> = some.accounts.keys().map(|k| k.as_str()).collect();
+    assert_eq!(keys, vec!["erin", "frank"]);
+    let frank = &some.accounts[&key("frank")];
+    assert!(!frank.enabled);
+    assert_eq!(frank.entitlements, BTreeSet::from([ent("staff")]));
 }
 
 pub async fn hostile_values_are_stored_verbatim(db: TestDb) {

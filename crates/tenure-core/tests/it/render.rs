@@ -42,6 +42,7 @@ fn make_plan(w: &World, people: &[Identity], d: Diff, now: chrono::DateTime<chro
         findings: d.findings,
         labels,
         system_names,
+        changed_only: false,
     }
 }
 

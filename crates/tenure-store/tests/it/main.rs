@@ -15,6 +15,7 @@
 //! everything (including the migration lock's scope and `current_schema()`).
 
 mod audit;
+mod changes;
 mod identities;
 mod perf;
 mod queue;
@@ -343,6 +344,7 @@ pub fn plan(operations: Vec<Operation>) -> Plan {
         }],
         labels: BTreeMap::from([(IdentityId::new("id-a").unwrap(), "Ada".to_owned())]),
         system_names: BTreeMap::from([(SystemId::new("crm").unwrap(), "CRM".to_owned())]),
+        changed_only: false,
     }
 }
 

@@ -614,3 +614,103 @@ fn the_directories_example_configuration_is_valid() {
         "{stderr}"
     );
 }
+
+/// Operations of `plan --json` (with `--changed` or not) at `now`, and whether
+/// the plan was made for the changed people only.
+fn plan_ops(org: &Org, now: &str, changed: bool) -> (Vec<serde_json::Value>, bool) {
+    let mut args = vec!["--now", now, "plan", "--json"];
+    if changed {
+        args.push("--changed");
+    }
+    let r = org.run(&args).ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    (
+        v["operations"].as_array().unwrap().clone(),
+        v["changed_only"].as_bool().unwrap_or(false),
+    )
+}
+
+#[test]
+fn incremental_plans_match_full_reconciliation_through_joiners_movers_leavers_and_dates() {
+    let org = Org::new();
+    org.run(&[
+        "--now",
+        "2026-11-01",
+        "import",
+        org.path("hr/2026-11-01.csv").to_str().unwrap(),
+    ])
+    .ok();
+    // No plan applied yet: --changed covers everyone, and says so.
+    let first = org.run(&["--now", "2026-11-01", "plan", "--changed"]).ok();
+    assert!(
+        first.stdout.contains("this plan covers everyone"),
+        "{}",
+        first.stdout
+    );
+    let (ops, changed_only) = plan_ops(&org, "2026-11-01", true);
+    assert!(!changed_only);
+    assert_eq!(ops, plan_ops(&org, "2026-11-01", false).0);
+    org.run(&["--now", "2026-11-01", "apply", "--changed"]).ok();
+    let (ops, changed_only) = plan_ops(&org, "2026-11-01", true);
+    assert!(changed_only, "a plan was applied: only changes are planned");
+    assert!(ops.is_empty(), "{ops:?}");
+
+    // Joiners, movers and leavers of the next export.
+    org.run(&[
+        "--now",
+        "2026-11-24",
+        "import",
+        org.path("hr/2026-11-24.csv").to_str().unwrap(),
+    ])
+    .ok();
+    let (incremental, changed_only) = plan_ops(&org, "2026-11-24", true);
+    assert!(changed_only);
+    let (full, _) = plan_ops(&org, "2026-11-24", false);
+    assert!(full.len() > 10, "{full:?}");
+    assert_eq!(incremental, full, "the same operations, in the same order");
+    let text = org
+        .run(&["--now", "2026-11-24", "plan", "--changed"])
+        .ok()
+        .stdout;
+    assert!(text.contains("who changed or whose dates came"), "{text}");
+
+    // A saved incremental plan is applied exactly.
+    let saved = org.path("changed-plan.json");
+    org.run(&[
+        "--now",
+        "2026-11-24",
+        "plan",
+        "--changed",
+        "--out",
+        saved.to_str().unwrap(),
+    ])
+    .ok();
+    org.run(&["--now", "2026-11-24", "apply", saved.to_str().unwrap()])
+        .ok();
+    assert_eq!(org.pending_operations("2026-11-24"), 0);
+    assert!(plan_ops(&org, "2026-11-24", true).0.is_empty());
+
+    // Nobody changed, but the staged leaver's next step comes the next day,
+    // and deletion after 30 days: the incremental plan sees both, by their dates.
+    for (now, step) in [
+        ("2026-11-25T09:00:00Z", "remove_membership"),
+        ("2026-12-24T09:00:00Z", "delete_account"),
+    ] {
+        let (incremental, changed_only) = plan_ops(&org, now, true);
+        assert!(changed_only);
+        let (full, _) = plan_ops(&org, now, false);
+        assert!(!full.is_empty(), "a step is due at {now}");
+        assert_eq!(incremental, full, "at {now}");
+        let karen: Vec<&str> = incremental
+            .iter()
+            .filter(|o| o["identity"] == "E1030")
+            .map(|o| o["action"].as_str().unwrap())
+            .collect();
+        assert!(
+            karen.contains(&step),
+            "Karen's {step} is due at {now}: {incremental:?}"
+        );
+        org.run(&["--now", now, "apply", "--changed"]).ok();
+        assert_eq!(org.pending_operations(now), 0, "at {now}");
+    }
+}
