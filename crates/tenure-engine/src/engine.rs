@@ -180,7 +180,7 @@ impl Engine {
         let now = self.clock.now();
         // Read before the identities: whatever is saved later is planned next time.
         let upto = self.store.change_stamp().await?;
-        let (obs, population) = match self.effective_scope(scope).await? {
+        let (mut obs, population) = match self.effective_scope(scope).await? {
             Scope::Everyone => (Observation::read(self, progress).await?, None),
             Scope::Changed => {
                 let cursor = self.store.plan_cursor().await?;
@@ -219,6 +219,17 @@ impl Engine {
             })
             .collect();
         let mut d = d;
+        // What remains needs neither desired nor actual state: free them now,
+        // before the plan grows (a big plan is the biggest thing in memory).
+        let existing: u64 = population.unwrap_or_else(|| {
+            obs.actual
+                .systems
+                .values()
+                .map(|s| s.accounts.len() as u64)
+                .sum()
+        });
+        drop(std::mem::take(&mut obs.desired));
+        drop(std::mem::take(&mut obs.actual));
         d.operations
             .retain(|o| o.identity.is_some() || !ambiguous.contains(&(&o.system, &o.account)));
         let pending = self.store.pending_keys().await?;
@@ -293,15 +304,8 @@ impl Engine {
             system_names,
             changed_only: obs.partial,
         };
-        // The guard weighs a plan against every account Tenure manages, not
-        // only those an incremental plan read.
-        let existing: u64 = population.unwrap_or_else(|| {
-            obs.actual
-                .systems
-                .values()
-                .map(|s| s.accounts.len() as u64)
-                .sum()
-        });
+        // The guard weighs a plan against every account Tenure manages (`existing`,
+        // counted above), not only those an incremental plan read.
         let mark = PlanMark {
             upto,
             policy: self.policy.fingerprint().to_owned(),

@@ -208,11 +208,12 @@ async fn compare(
     for r in &records {
         incoming.insert(r.id.as_str());
     }
-    for r in &records {
+    let hashes = digests_of(&records);
+    for (r, hash) in records.iter().zip(&hashes) {
         match by_id.get(r.id.as_str()) {
             Some(d)
                 if d.source == src.id
-                    && d.record_hash.as_deref() == Some(r.digest().as_str())
+                    && d.record_hash.as_deref() == Some(hash.as_str())
                     && status_after(d.status, r, today) == d.status =>
             {
                 unchanged.push(IdentityChange {
@@ -246,6 +247,30 @@ async fn compare(
     classification.changes.extend(unchanged);
     classification.changes.sort_by(|a, b| a.id.cmp(&b.id));
     Ok((classification, population))
+}
+
+/// [`tenure_core::IdentityRecord::digest`] of every record, on every core.
+fn digests_of(records: &[tenure_core::IdentityRecord]) -> Vec<String> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let per = records.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let work: Vec<_> = records
+            .chunks(per)
+            .map(|c| {
+                (
+                    c,
+                    s.spawn(move || c.iter().map(|r| r.digest()).collect::<Vec<_>>()),
+                )
+            })
+            .collect();
+        work.into_iter()
+            .flat_map(|(c, h)| {
+                // A thread cannot fail here; if one did, its share is done again.
+                h.join()
+                    .unwrap_or_else(|_| c.iter().map(|r| r.digest()).collect())
+            })
+            .collect()
+    })
 }
 
 /// The status [`classify`] gives a stored person whose record is `r` today.

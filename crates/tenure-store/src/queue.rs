@@ -32,6 +32,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// How many ids one `IN (…)` list holds.
 const ID_CHUNK: usize = 1000;
 
+/// Operations encoded and written at a time when a plan is enqueued.
+const ENQUEUE_SLICE: usize = 16_384;
+
 /// A stored plan's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -200,43 +203,25 @@ impl Store {
         let header = fields_without(plan, "operations")
             .and_then(|fields| serde_json::to_string(&fields))
             .map_err(|e| self.encode_err("the plan", e))?;
-        // Each operation as JSON, with its idempotency key: the costly part,
-        // spread over the CPUs for big plans, and done before any lock is taken.
-        let encoded = crate::sql::par_map(&plan.operations, |op| {
-            serde_json::to_string(op).map(|body| (body, op.key()))
-        })
-        .map_err(|e| match e {
-            crate::sql::ParError::Failed(i, e) => {
-                self.encode_err(format!("operation {i} of the plan"), e)
-            }
-            crate::sql::ParError::Panicked => {
-                self.invalid("encoding the plan's operations failed (a worker thread panicked)")
-            }
-        })?;
         // The previous operation on each (system, account): the one to wait for.
-        let mut last: HashMap<(&str, &str), usize> = HashMap::new();
-        let mut rows: Vec<OpRow<'_>> = Vec::with_capacity(plan.operations.len());
-        for (i, (op, (body, key))) in plan.operations.iter().zip(encoded).enumerate() {
-            let seq = i64::try_from(i).unwrap_or(i64::MAX);
-            let previous = last.insert((op.system.as_str(), op.account.as_str()), i);
-            if let Some(row) = previous.and_then(|p| rows.get_mut(p)) {
-                row.next_seq = Some(seq);
+        let n = plan.operations.len();
+        let mut depends_on: Vec<Option<i64>> = vec![None; n];
+        let mut next_seq: Vec<Option<i64>> = vec![None; n];
+        {
+            let mut last: HashMap<(&str, &str), usize> = HashMap::new();
+            for (i, op) in plan.operations.iter().enumerate() {
+                if let Some(p) = last.insert((op.system.as_str(), op.account.as_str()), i) {
+                    if let Some(slot) = depends_on.get_mut(i) {
+                        *slot = i64::try_from(p).ok();
+                    }
+                    if let Some(slot) = next_seq.get_mut(p) {
+                        *slot = i64::try_from(i).ok();
+                    }
+                }
             }
-            let depends_on = previous.and_then(|p| i64::try_from(p).ok());
-            rows.push(OpRow {
-                seq,
-                system: op.system.as_str(),
-                account: op.account.as_str(),
-                identity: op.identity.as_ref().map(IdentityId::as_str),
-                action: op.action.name(),
-                body,
-                key,
-                depends_on,
-                next_seq: None,
-            });
         }
 
-        let what = format!("enqueueing a plan of {} operations", rows.len());
+        let what = format!("enqueueing a plan of {n} operations");
         let mut tx = self.begin_write(&what).await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO plans (format, fingerprint, made_at, today, priority, operation_count, header) \
@@ -247,52 +232,85 @@ impl Store {
         .bind(micros(plan.made_at))
         .bind(crate::sql::date_text(plan.today))
         .bind(i64::from(priority))
-        .bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
         .bind(header)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| self.db_err(&what, e))?;
         let priority = i64::from(priority);
-        values_chunks(
-            &mut tx,
-            self.dialect,
-            "INSERT INTO operations (plan_id, seq, system, account, identity, action, \
-             idempotency_key, priority, depends_on, next_seq, state, not_before)",
-            12,
-            "",
-            &rows,
-            |q, r| {
-                q.bind(id)
-                    .bind(r.seq)
-                    .bind(r.system)
-                    .bind(r.account)
-                    .bind(r.identity)
-                    .bind(r.action)
-                    .bind(r.key.as_str())
-                    .bind(priority)
-                    .bind(r.depends_on)
-                    .bind(r.next_seq)
-                    .bind(if r.depends_on.is_some() {
-                        "blocked"
-                    } else {
-                        "queued"
-                    })
-                    .bind(0i64)
-            },
-        )
-        .await
-        .map_err(|e| self.db_err(&what, e))?;
-        values_chunks(
-            &mut tx,
-            self.dialect,
-            "INSERT INTO operation_bodies (plan_id, seq, body)",
-            3,
-            "",
-            &rows,
-            |q, r| q.bind(id).bind(r.seq).bind(r.body.as_str()),
-        )
-        .await
-        .map_err(|e| self.db_err(&what, e))?;
+        // Encoded and written a slice at a time, so that a big plan is never
+        // held twice in memory (as operations and as JSON).
+        for (c, chunk) in plan.operations.chunks(ENQUEUE_SLICE).enumerate() {
+            let first = c * ENQUEUE_SLICE;
+            // Each operation as JSON, with its idempotency key: the costly
+            // part, spread over the CPUs.
+            let encoded = crate::sql::par_map(chunk, |op| {
+                serde_json::to_string(op).map(|body| (body, op.key()))
+            })
+            .map_err(|e| match e {
+                crate::sql::ParError::Failed(i, e) => {
+                    self.encode_err(format!("operation {} of the plan", first + i), e)
+                }
+                crate::sql::ParError::Panicked => {
+                    self.invalid("encoding the plan's operations failed (a worker thread panicked)")
+                }
+            })?;
+            let mut rows: Vec<OpRow<'_>> = Vec::with_capacity(chunk.len());
+            for (j, (op, (body, key))) in chunk.iter().zip(encoded).enumerate() {
+                let i = first + j;
+                rows.push(OpRow {
+                    seq: i64::try_from(i).unwrap_or(i64::MAX),
+                    system: op.system.as_str(),
+                    account: op.account.as_str(),
+                    identity: op.identity.as_ref().map(IdentityId::as_str),
+                    action: op.action.name(),
+                    body,
+                    key,
+                    depends_on: depends_on.get(i).copied().flatten(),
+                    next_seq: next_seq.get(i).copied().flatten(),
+                });
+            }
+            values_chunks(
+                &mut tx,
+                self.dialect,
+                "INSERT INTO operations (plan_id, seq, system, account, identity, action, \
+                 idempotency_key, priority, depends_on, next_seq, state, not_before)",
+                12,
+                "",
+                &rows,
+                |q, r| {
+                    q.bind(id)
+                        .bind(r.seq)
+                        .bind(r.system)
+                        .bind(r.account)
+                        .bind(r.identity)
+                        .bind(r.action)
+                        .bind(r.key.as_str())
+                        .bind(priority)
+                        .bind(r.depends_on)
+                        .bind(r.next_seq)
+                        .bind(if r.depends_on.is_some() {
+                            "blocked"
+                        } else {
+                            "queued"
+                        })
+                        .bind(0i64)
+                },
+            )
+            .await
+            .map_err(|e| self.db_err(&what, e))?;
+            values_chunks(
+                &mut tx,
+                self.dialect,
+                "INSERT INTO operation_bodies (plan_id, seq, body)",
+                3,
+                "",
+                &rows,
+                |q, r| q.bind(id).bind(r.seq).bind(r.body.as_str()),
+            )
+            .await
+            .map_err(|e| self.db_err(&what, e))?;
+        }
         self.append_audit_tx(&mut tx, audit).await?;
         self.commit(tx, &what).await?;
         Ok(PlanId(id))

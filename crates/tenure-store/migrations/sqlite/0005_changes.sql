@@ -27,3 +27,7 @@ CREATE TABLE plan_cursor (
     policy     TEXT    NOT NULL    -- the policy fingerprint they were planned with ('' = never)
 );
 INSERT INTO plan_cursor (id, change_seq, policy) VALUES (1, 0, '');
+
+-- Operations not yet done, by idempotency key: a plan leaves out what is
+-- already pending, without reading every finished operation.
+CREATE INDEX operations_open ON operations (idempotency_key) WHERE state <> 'done';
