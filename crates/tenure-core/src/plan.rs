@@ -324,6 +324,9 @@ pub struct Plan {
     /// applied plan only, against their accounts alone: no orphans are looked for.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub changed_only: bool,
+    /// Made for these people only (on demand), against their accounts alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<IdentityId>,
 }
 
 impl Plan {

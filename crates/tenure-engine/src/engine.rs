@@ -55,7 +55,7 @@ pub struct Planned {
 }
 
 /// Which people a plan is made for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Scope {
     /// Everyone, against every account of every system: a full reconciliation
     /// (orphans are found, drift anywhere is corrected).
@@ -65,6 +65,26 @@ pub enum Scope {
     /// since the last applied plan, against their own accounts only. When no
     /// plan was applied yet, or the policy changed since, this is everyone.
     Changed,
+    /// These people only, against their own accounts (one person on demand,
+    /// an emergency suspend). Applying it does not move the incremental
+    /// plans' cursor: they look at these people again if they changed.
+    Identities(Vec<tenure_core::IdentityId>),
+}
+
+/// How to apply.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Whose plan.
+    pub scope: Scope,
+    /// Apply even if the mass-change guard refuses (recorded as an override).
+    pub allow_mass_change: bool,
+    /// Execute the plan's operations now (otherwise only queue them).
+    pub execute: bool,
+    /// Queue priority of the plan's operations (claims take higher first).
+    pub priority: i32,
+    /// Finish work left in the queue before planning (an emergency plan
+    /// does not wait for the backlog: its priority puts it first).
+    pub finish_queued_first: bool,
 }
 
 /// What an applied plan covered, recorded so that the next incremental plan
@@ -82,6 +102,9 @@ pub struct PlanMark {
     )>,
     /// Whether everyone was planned.
     pub everyone: bool,
+    /// Whether applying the plan records it for incremental plans (not for
+    /// a plan of some people named on demand).
+    pub moves_cursor: bool,
 }
 
 /// What an apply did.
@@ -159,9 +182,9 @@ impl Engine {
 
     /// The scope a plan for `scope` really has: [`Scope::Changed`] only once a
     /// plan was applied with the current policy.
-    pub async fn effective_scope(&self, scope: Scope) -> Result<Scope, EngineError> {
-        if scope == Scope::Everyone {
-            return Ok(Scope::Everyone);
+    pub async fn effective_scope(&self, scope: &Scope) -> Result<Scope, EngineError> {
+        if *scope != Scope::Changed {
+            return Ok(scope.clone());
         }
         let cursor = self.store.plan_cursor().await?;
         Ok(if cursor.policy == self.policy.fingerprint() {
@@ -180,8 +203,17 @@ impl Engine {
         let now = self.clock.now();
         // Read before the identities: whatever is saved later is planned next time.
         let upto = self.store.change_stamp().await?;
-        let (mut obs, population) = match self.effective_scope(scope).await? {
+        let effective = self.effective_scope(&scope).await?;
+        let (mut obs, population) = match &effective {
             Scope::Everyone => (Observation::read(self, progress).await?, None),
+            Scope::Identities(ids) => {
+                let people = self.store.identities_by_id(ids).await?;
+                if let Some(missing) = ids.iter().find(|id| !people.iter().any(|p| p.id() == *id)) {
+                    return Err(EngineError::UnknownIdentity(missing.clone()));
+                }
+                let obs = Observation::read_for(self, people, progress).await?;
+                (obs, Some(self.store.count_links().await?))
+            }
             Scope::Changed => {
                 let cursor = self.store.plan_cursor().await?;
                 progress.start("reading identities that changed", None);
@@ -292,6 +324,9 @@ impl Engine {
         if obs.partial {
             f.part("changed_only", &true);
         }
+        if let Scope::Identities(ids) = &effective {
+            f.part("identities", ids);
+        }
         let fp = f.finish();
         let plan = Plan {
             format: PLAN_FORMAT,
@@ -302,7 +337,11 @@ impl Engine {
             findings,
             labels,
             system_names,
-            changed_only: obs.partial,
+            changed_only: effective == Scope::Changed,
+            identities: match &effective {
+                Scope::Identities(ids) => ids.clone(),
+                _ => Vec::new(),
+            },
         };
         // The guard weighs a plan against every account Tenure manages (`existing`,
         // counted above), not only those an incremental plan read.
@@ -315,6 +354,7 @@ impl Engine {
                 .map(|i| (i.id().clone(), self.policy.next_due(i, now)))
                 .collect(),
             everyone: !obs.partial,
+            moves_cursor: !matches!(effective, Scope::Identities(_)),
         };
         let guard = plan_verdict(&self.policy.config().guard, &plan, existing);
         progress.finish();
@@ -352,18 +392,48 @@ impl Engine {
         execute: bool,
         progress: &dyn Progress,
     ) -> Result<(Planned, ApplyReport), EngineError> {
+        self.apply_with(
+            ApplyOptions {
+                scope,
+                allow_mass_change,
+                execute,
+                priority: 0,
+                finish_queued_first: execute,
+            },
+            saved,
+            progress,
+        )
+        .await
+    }
+
+    /// Applies with every option spelt out.
+    pub async fn apply_with(
+        &self,
+        options: ApplyOptions,
+        saved: Option<&Plan>,
+        progress: &dyn Progress,
+    ) -> Result<(Planned, ApplyReport), EngineError> {
+        let ApplyOptions {
+            scope,
+            allow_mass_change,
+            execute,
+            priority,
+            finish_queued_first,
+        } = options;
         let scope = match saved {
+            Some(p) if !p.identities.is_empty() => Scope::Identities(p.identities.clone()),
             Some(p) if p.changed_only => Scope::Changed,
             Some(_) => Scope::Everyone,
             None => scope,
         };
         let mut report = ApplyReport::default();
-        if execute {
+        if finish_queued_first {
             report.resumed = self.execute(progress).await?;
         }
-        match self.effective_scope(scope).await? {
+        match self.effective_scope(&scope).await? {
             Scope::Everyone => crate::import::refresh(self).await?,
             Scope::Changed => crate::import::refresh_changed(self).await?,
+            Scope::Identities(ids) => crate::import::refresh_identities(self, &ids).await?,
         };
         let planned = self.plan_scoped(scope, progress).await?;
         if let Some(saved) = saved
@@ -433,7 +503,10 @@ impl Engine {
                 "saved_plan": saved.is_some(),
             }),
         ));
-        let id = self.store.enqueue_plan(&planned.plan, 0, events).await?;
+        let id = self
+            .store
+            .enqueue_plan(&planned.plan, priority, events)
+            .await?;
         report.plan_id = Some(id);
         self.record_planned(&planned.mark).await?;
         if execute {
@@ -446,6 +519,9 @@ impl Engine {
     }
 
     async fn record_planned(&self, mark: &PlanMark) -> Result<(), EngineError> {
+        if !mark.moves_cursor {
+            return Ok(());
+        }
         self.store
             .record_planned(mark.upto, &mark.policy, &mark.due, mark.everyone)
             .await?;

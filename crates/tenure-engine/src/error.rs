@@ -32,6 +32,11 @@ pub enum EngineError {
     /// No such source in the configuration.
     #[error("no source {0:?} in the configuration (known: {1})")]
     UnknownSource(String, String),
+    /// No identity with this id is stored.
+    #[error(
+        "no identity {0} is known (ids are the source's person ids, as `tenure report access` shows them)"
+    )]
+    UnknownIdentity(tenure_core::IdentityId),
     /// An import names identities another source owns.
     #[error(
         "source {source_id} sent identities that source {owner} is authoritative for: {ids}; nothing was imported"

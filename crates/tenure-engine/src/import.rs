@@ -307,6 +307,15 @@ pub async fn refresh_changed(engine: &Engine) -> Result<Vec<IdentityChange>, Eng
     refresh_these(engine, stored).await
 }
 
+/// [`refresh`] for these identities only.
+pub async fn refresh_identities(
+    engine: &Engine,
+    ids: &[tenure_core::IdentityId],
+) -> Result<Vec<IdentityChange>, EngineError> {
+    let stored = engine.store.identities_by_id(ids).await?;
+    refresh_these(engine, stored).await
+}
+
 async fn refresh_these(
     engine: &Engine,
     stored: Vec<Identity>,

@@ -18,8 +18,9 @@ pub mod load;
 pub mod observe;
 pub mod progress;
 pub mod reports;
+pub mod suspend;
 
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use engine::{Engine, PlanMark, Planned, Scope};
+pub use engine::{ApplyOptions, Engine, PlanMark, Planned, Scope};
 pub use error::EngineError;
 pub use progress::{NoProgress, Progress};

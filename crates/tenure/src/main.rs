@@ -16,13 +16,25 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tenure_engine::{Clock, Engine, EngineError, FixedClock, SystemClock};
 
-/// The scope `--changed` asks for.
-fn scope(changed: bool) -> tenure_engine::Scope {
-    if changed {
+/// The scope `--changed` or `--identity` asks for.
+fn scope(changed: bool, identities: &[String]) -> Result<tenure_engine::Scope> {
+    if !identities.is_empty() {
+        return Ok(tenure_engine::Scope::Identities(
+            identities
+                .iter()
+                .map(|i| parse_identity(i))
+                .collect::<Result<_>>()?,
+        ));
+    }
+    Ok(if changed {
         tenure_engine::Scope::Changed
     } else {
         tenure_engine::Scope::Everyone
-    }
+    })
+}
+
+fn parse_identity(id: &str) -> Result<tenure_core::IdentityId> {
+    tenure_core::IdentityId::new(id).map_err(|e| anyhow::anyhow!("identity {id:?}: {e}"))
 }
 
 /// Exit code when the mass-change guard refused, or a saved plan is stale.
@@ -113,6 +125,9 @@ enum Command {
         /// looked for). Without it, a plan is a full reconciliation.
         #[arg(long)]
         changed: bool,
+        /// Plan only for this person (repeatable), against their own accounts.
+        #[arg(long = "identity", value_name = "ID", conflicts_with = "changed")]
+        identities: Vec<String>,
     },
     /// Make the systems match policy: finish queued work, plan, and execute.
     Apply {
@@ -128,12 +143,44 @@ enum Command {
         /// last applied plan (see `tenure plan --changed`).
         #[arg(long, conflicts_with = "plan")]
         changed: bool,
+        /// Apply only for this person (repeatable), against their own accounts.
+        #[arg(long = "identity", value_name = "ID", conflicts_with_all = ["plan", "changed"])]
+        identities: Vec<String>,
         /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Execute queued operations until none is runnable (several processes may share a PostgreSQL queue).
     Work,
+    /// Emergency suspend: disable a person on every system at once, ahead of
+    /// all other work, and report each system's confirmation.
+    Suspend {
+        /// The identity (the source's person id).
+        identity: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Only queue the operations, for `tenure work` or the service.
+        #[arg(long)]
+        queue_only: bool,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Undo a suspend: the person's access is restored as policy says.
+    Resume {
+        /// The identity (the source's person id).
+        identity: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Only queue the operations, for `tenure work` or the service.
+        #[arg(long)]
+        queue_only: bool,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Reports on access, orphaned accounts and leavers.
     Report {
         /// Which report.
@@ -322,9 +369,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{}", output::import_text(&r));
             }
         }
-        Command::Plan { json, out, changed } => {
+        Command::Plan {
+            json,
+            out,
+            changed,
+            identities,
+        } => {
             let engine = open(&cli, clock).await?;
-            let planned = engine.plan_scoped(scope(*changed), &progress).await?;
+            let planned = engine
+                .plan_scoped(scope(*changed, identities)?, &progress)
+                .await?;
             if let Some(path) = out {
                 let text = serde_json::to_string_pretty(&planned.plan)?;
                 std::fs::write(path, text)
@@ -361,6 +415,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             queue_only,
             json,
             changed,
+            identities,
         } => {
             let engine = open(&cli, clock).await?;
             let saved = match plan {
@@ -369,7 +424,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let (planned, report) = engine
                 .apply_scoped(
-                    scope(*changed),
+                    scope(*changed, identities)?,
                     saved.as_ref(),
                     *allow_mass_change,
                     !*queue_only,
@@ -437,6 +492,39 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 stats.done, stats.failed, c.queued, c.running, c.failed
             );
             if stats.failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Suspend {
+            identity,
+            reason,
+            queue_only,
+            json,
+        }
+        | Command::Resume {
+            identity,
+            reason,
+            queue_only,
+            json,
+        } => {
+            let suspend = matches!(cli.command, Command::Suspend { .. });
+            let engine = open(&cli, clock).await?;
+            let id = parse_identity(identity)?;
+            let report = tenure_engine::suspend::set_suspended(
+                &engine,
+                &id,
+                suspend,
+                reason,
+                !*queue_only,
+                &progress,
+            )
+            .await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", output::suspend_text(&report, *queue_only));
+            }
+            if !*queue_only && !report.complete() {
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -492,3 +492,43 @@ pub fn scope_note(asked_changed: bool, planned: &tenure_engine::Planned) -> Opti
         None
     }
 }
+
+/// A suspend or resume, per system.
+pub fn suspend_text(r: &tenure_engine::suspend::SuspendReport, queued_only: bool) -> String {
+    let mut s = String::new();
+    let what = if r.suspended { "Suspended" } else { "Resumed" };
+    let _ = writeln!(
+        s,
+        "{what} {}{}.",
+        r.identity,
+        if r.unchanged {
+            " (the flag was already set; accounts checked again)"
+        } else {
+            ""
+        }
+    );
+    if r.systems.is_empty() {
+        let _ = writeln!(s, "Every system already matched: nothing to change.");
+        return s;
+    }
+    for sys in &r.systems {
+        let state = if queued_only {
+            format!("{} operation(s) queued", sys.operations)
+        } else if sys.done == sys.operations {
+            match sys.confirmed_after_s {
+                Some(t) => format!("confirmed after {t:.3} s"),
+                None => "confirmed".to_owned(),
+            }
+        } else {
+            format!(
+                "{} of {} confirmed, {} failed, {} waiting for a retry",
+                sys.done, sys.operations, sys.failed, sys.pending
+            )
+        };
+        let _ = writeln!(s, "  {:<16} {state}", sys.system.as_str());
+        for e in &sys.errors {
+            let _ = writeln!(s, "    error: {e}");
+        }
+    }
+    s
+}

@@ -43,6 +43,7 @@ fn make_plan(w: &World, people: &[Identity], d: Diff, now: chrono::DateTime<chro
         labels,
         system_names,
         changed_only: false,
+        identities: Vec::new(),
     }
 }
 

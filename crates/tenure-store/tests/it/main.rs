@@ -345,6 +345,7 @@ pub fn plan(operations: Vec<Operation>) -> Plan {
         labels: BTreeMap::from([(IdentityId::new("id-a").unwrap(), "Ada".to_owned())]),
         system_names: BTreeMap::from([(SystemId::new("crm").unwrap(), "CRM".to_owned())]),
         changed_only: false,
+        identities: Vec::new(),
     }
 }
 

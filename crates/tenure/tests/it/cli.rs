@@ -714,3 +714,115 @@ fn incremental_plans_match_full_reconciliation_through_joiners_movers_leavers_an
         assert_eq!(org.pending_operations(now), 0, "at {now}");
     }
 }
+
+#[test]
+fn suspend_disables_everywhere_first_and_resume_restores_access() {
+    let org = Org::new();
+    let now = "2026-11-01";
+    org.run(&[
+        "--now",
+        now,
+        "import",
+        org.path("hr/2026-11-01.csv").to_str().unwrap(),
+    ])
+    .ok();
+    org.run(&["--now", now, "apply"]).ok();
+    let access = |org: &Org| {
+        org.run(&["--now", now, "report", "access", "--format", "csv"])
+            .ok()
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("E1016,"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let before = access(&org);
+    assert!(before.len() >= 2, "{before:?}");
+    assert!(before.iter().all(|l| l.contains(",enabled,")), "{before:?}");
+
+    // One person's plan, on demand: only their operations (none now).
+    let (ops, _) = {
+        let r = org
+            .run(&["--now", now, "plan", "--json", "--identity", "E1016"])
+            .ok();
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        (v["operations"].as_array().unwrap().clone(), v)
+    };
+    assert!(ops.is_empty(), "{ops:?}");
+
+    let r = org
+        .run(&[
+            "--now",
+            now,
+            "suspend",
+            "E1016",
+            "--reason",
+            "phishing report",
+            "--json",
+        ])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["suspended"], true);
+    let systems = v["systems"].as_array().unwrap();
+    assert_eq!(
+        systems.len(),
+        before.len(),
+        "every system with an account: {v}"
+    );
+    for s in systems {
+        assert_eq!(s["done"], s["operations"], "{s}");
+        assert!(s["confirmed_after_s"].as_f64().unwrap() < 5.0, "{s}");
+    }
+    let after = access(&org);
+    assert!(after.iter().all(|l| l.contains(",disabled,")), "{after:?}");
+    assert!(
+        after.iter().all(|l| l.contains(",suspended,")),
+        "status shown: {after:?}"
+    );
+    // Entitlements are kept while suspended, so that a resume restores them.
+    assert_eq!(
+        after
+            .iter()
+            .map(|l| l.split(',').nth(6).unwrap().to_owned())
+            .collect::<Vec<_>>(),
+        before
+            .iter()
+            .map(|l| l.split(',').nth(6).unwrap().to_owned())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(org.pending_operations(now), 0, "a full plan agrees");
+    let text = org
+        .run(&["--now", now, "suspend", "E1016", "--reason", "again"])
+        .ok()
+        .stdout;
+    assert!(text.contains("already"), "{text}");
+
+    let r = org
+        .run(&["--now", now, "resume", "E1016", "--reason", "cleared"])
+        .ok();
+    assert!(r.stdout.contains("Resumed E1016"), "{}", r.stdout);
+    assert!(r.stdout.contains("confirmed after"), "{}", r.stdout);
+    assert_eq!(access(&org), before);
+    assert_eq!(org.pending_operations(now), 0);
+
+    let audit = org.audit();
+    let s = audit
+        .iter()
+        .find(|e| e["action"] == "identity.suspended")
+        .unwrap();
+    assert_eq!(s["subject"], "identity:E1016");
+    assert_eq!(s["reason"], "phishing report");
+    assert_eq!(s["actor"], "cli:tester");
+    assert!(audit.iter().any(|e| e["action"] == "identity.resumed"));
+    org.run(&["audit", "verify"]).ok();
+
+    // Bad requests: an unknown person, an empty reason.
+    let bad = org
+        .run(&["--now", now, "suspend", "E9999", "--reason", "x"])
+        .fails_with(1);
+    assert!(bad.stderr.contains("no identity E9999"), "{}", bad.stderr);
+    let bad = org
+        .run(&["--now", now, "suspend", "E1016", "--reason", " "])
+        .fails_with(1);
+    assert!(bad.stderr.contains("needs a reason"), "{}", bad.stderr);
+}
