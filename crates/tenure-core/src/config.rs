@@ -119,6 +119,42 @@ impl Default for GuardConfig {
     }
 }
 
+/// How `tenure serve` runs (`[service]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// How often the scheduler looks for work (sources changed, dates come,
+    /// reconciliations due), as a delay such as `1s`.
+    #[serde(default = "default_tick")]
+    pub tick: String,
+    /// A system whose batches fail this many times in a row is quarantined.
+    #[serde(default = "default_quarantine_after")]
+    pub quarantine_after: u64,
+    /// How often a quarantined system is tried again, as a delay such as `15m`.
+    #[serde(default = "default_quarantine_retry")]
+    pub quarantine_retry: String,
+}
+
+fn default_tick() -> String {
+    "1s".to_owned()
+}
+fn default_quarantine_after() -> u64 {
+    5
+}
+fn default_quarantine_retry() -> String {
+    "15m".to_owned()
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            tick: default_tick(),
+            quarantine_after: default_quarantine_after(),
+            quarantine_retry: default_quarantine_retry(),
+        }
+    }
+}
+
 /// The file format of an HR export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -254,6 +290,11 @@ pub struct SystemConfig {
     /// Connector settings, checked by the connector.
     #[serde(default)]
     pub settings: Option<Spanned<toml::Table>>,
+    /// When `tenure serve` reconciles this system in full (every account
+    /// read, orphans found, drift corrected): a cron pattern in UTC, such as
+    /// `"0 */6 * * *"`. Without it the service only plans for what changed.
+    #[serde(default)]
+    pub reconcile: Option<Spanned<String>>,
 }
 
 /// A business role.
@@ -331,6 +372,8 @@ pub struct DeprovisioningConfig {
 struct RawFile {
     #[serde(default)]
     guard: Option<Spanned<GuardConfig>>,
+    #[serde(default)]
+    service: Option<Spanned<ServiceConfig>>,
     #[serde(default, rename = "source")]
     sources: Vec<Spanned<SourceConfig>>,
     #[serde(default, rename = "system")]
@@ -361,6 +404,10 @@ pub struct Config {
     pub files: Vec<(String, String)>,
     /// Mass-change guard.
     pub guard: GuardConfig,
+    /// The service, and where `[service]` was given.
+    pub service: ServiceConfig,
+    /// Where `[service]` was given (for errors in it).
+    pub service_at: Option<Location>,
     /// Sources.
     pub sources: Vec<Located<SourceConfig>>,
     /// Systems.
@@ -435,6 +482,18 @@ impl Config {
                         span,
                     }
                 })
+            }
+            if let Some(sv) = raw.service {
+                let here = loc_of(name, text, sv.span().start);
+                if let Some(first) = &cfg.service_at {
+                    errors.push(ConfigError {
+                        location: here,
+                        message: format!("[service] is already set at {first}"),
+                    });
+                } else {
+                    cfg.service_at = Some(here);
+                    cfg.service = sv.into_inner();
+                }
             }
             cfg.sources.extend(take(raw.sources, idx));
             cfg.systems.extend(take(raw.systems, idx));

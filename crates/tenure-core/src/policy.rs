@@ -104,7 +104,20 @@ pub struct Policy {
     gifts: BTreeMap<RoleId, Vec<Gift>>,
     systems: BTreeMap<SystemId, CompiledSystem>,
     deprovisioning: Vec<CompiledDeprovisioning>,
+    reconcile: BTreeMap<SystemId, croner::Cron>,
+    service: ServiceTimings,
     fingerprint: String,
+}
+
+/// `[service]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceTimings {
+    /// How often the scheduler looks for work.
+    pub tick: chrono::Duration,
+    /// Consecutive failed batches before a system is quarantined.
+    pub quarantine_after: u64,
+    /// How often a quarantined system is tried again.
+    pub quarantine_retry: chrono::Duration,
 }
 
 /// The default deprovisioning when no policy matches a leaver: everything at once.
@@ -328,6 +341,34 @@ impl Policy {
         };
 
         // Systems.
+        let mut reconcile: BTreeMap<SystemId, croner::Cron> = BTreeMap::new();
+        let service_at = config.service_at.clone().unwrap_or(Location {
+            file: "<defaults>".into(),
+            line: 1,
+            column: 1,
+        });
+        let mut delay = |what: &str, v: &str, min: i64| match crate::config::parse_delay(v) {
+            Ok(secs) if secs >= min => chrono::Duration::seconds(secs),
+            Ok(_) => {
+                errs.push(ConfigError {
+                    location: service_at.clone(),
+                    message: format!("[service] {what} must be at least {min}s"),
+                });
+                chrono::Duration::seconds(min)
+            }
+            Err(m) => {
+                errs.push(ConfigError {
+                    location: service_at.clone(),
+                    message: format!("[service] {what}: {m}"),
+                });
+                chrono::Duration::seconds(min)
+            }
+        };
+        let service = ServiceTimings {
+            tick: delay("tick", &config.service.tick, 1),
+            quarantine_after: config.service.quarantine_after.max(1),
+            quarantine_retry: delay("quarantine_retry", &config.service.quarantine_retry, 1),
+        };
         let mut systems = BTreeMap::new();
         for s in &config.systems {
             let sys = &s.item;
@@ -379,6 +420,21 @@ impl Policy {
                             sys.id, c.account
                         ),
                     });
+                }
+            }
+            if let Some(r) = &sys.reconcile {
+                match std::str::FromStr::from_str(r.get_ref().as_str()) {
+                    Ok(cron) => {
+                        reconcile.insert(sys.id.clone(), cron);
+                    }
+                    Err(e) => errs.push(ConfigError {
+                        location: loc(s.file, r.span().start),
+                        message: format!(
+                            "system {}: reconcile {:?} is not a cron pattern: {e}",
+                            sys.id,
+                            r.get_ref()
+                        ),
+                    }),
                 }
             }
             if let Some(key) = key {
@@ -580,8 +636,28 @@ impl Policy {
             gifts,
             systems,
             deprovisioning,
+            reconcile,
+            service,
             fingerprint: fp,
         })
+    }
+
+    /// The next full reconciliation of a system strictly after `after`, if it
+    /// has a `reconcile` schedule.
+    pub fn next_reconcile(&self, system: &SystemId, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.reconcile
+            .get(system)
+            .and_then(|c| c.find_next_occurrence(&after, false).ok())
+    }
+
+    /// The systems with a `reconcile` schedule.
+    pub fn reconciled_systems(&self) -> impl Iterator<Item = &SystemId> {
+        self.reconcile.keys()
+    }
+
+    /// `[service]`, validated.
+    pub fn service(&self) -> ServiceTimings {
+        self.service
     }
 
     /// The configuration this policy was compiled from.

@@ -69,6 +69,10 @@ pub enum Scope {
     /// an emergency suspend). Applying it does not move the incremental
     /// plans' cursor: they look at these people again if they changed.
     Identities(Vec<tenure_core::IdentityId>),
+    /// Everyone, against every account of one system: that system's full
+    /// reconciliation (the service runs it on the system's `reconcile`
+    /// schedule). Does not move the incremental plans' cursor.
+    System(SystemId),
 }
 
 /// How to apply.
@@ -206,6 +210,16 @@ impl Engine {
         let effective = self.effective_scope(&scope).await?;
         let (mut obs, population) = match &effective {
             Scope::Everyone => (Observation::read(self, progress).await?, None),
+            Scope::System(system) => {
+                if !self.connectors.contains_key(system) {
+                    return Err(EngineError::UnknownSystem {
+                        system: system.clone(),
+                        known: self.connectors.keys().map(ToString::to_string).collect(),
+                    });
+                }
+                let obs = Observation::read_systems(self, Some(system), progress).await?;
+                (obs, None)
+            }
             Scope::Identities(ids) => {
                 let people = self.store.identities_by_id(ids).await?;
                 if let Some(missing) = ids.iter().find(|id| !people.iter().any(|p| p.id() == *id)) {
@@ -327,6 +341,9 @@ impl Engine {
         if let Scope::Identities(ids) = &effective {
             f.part("identities", ids);
         }
+        if let Scope::System(system) = &effective {
+            f.part("system", system);
+        }
         let fp = f.finish();
         let plan = Plan {
             format: PLAN_FORMAT,
@@ -354,7 +371,7 @@ impl Engine {
                 .map(|i| (i.id().clone(), self.policy.next_due(i, now)))
                 .collect(),
             everyone: !obs.partial,
-            moves_cursor: !matches!(effective, Scope::Identities(_)),
+            moves_cursor: matches!(effective, Scope::Everyone | Scope::Changed),
         };
         let guard = plan_verdict(&self.policy.config().guard, &plan, existing);
         progress.finish();
@@ -434,6 +451,7 @@ impl Engine {
             Scope::Everyone => crate::import::refresh(self).await?,
             Scope::Changed => crate::import::refresh_changed(self).await?,
             Scope::Identities(ids) => crate::import::refresh_identities(self, &ids).await?,
+            Scope::System(_) => crate::import::refresh(self).await?,
         };
         let planned = self.plan_scoped(scope, progress).await?;
         if let Some(saved) = saved

@@ -11,7 +11,7 @@ use crate::error::EngineError;
 use crate::progress::Progress;
 use std::collections::BTreeMap;
 use tenure_core::SystemId;
-use tenure_store::{QueuedOperation, RetryPolicy};
+use tenure_store::{QueuedOperation, RetryPolicy, SystemHealth};
 
 /// Counts of one execution run.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,18 @@ pub struct Executor<'a> {
     engine: &'a Engine,
     worker: String,
     retry: RetryPolicy,
+    /// Each system's health, as of this run (loaded when a run starts).
+    health: std::sync::Mutex<BTreeMap<SystemId, SystemHealth>>,
+}
+
+/// What a lane does with a system now.
+enum LaneMode {
+    /// Claim and run as usual.
+    Run,
+    /// Quarantined, and its retry time has come: one operation, as a probe.
+    Probe,
+    /// Quarantined: leave its operations waiting.
+    Wait,
 }
 
 impl<'a> Executor<'a> {
@@ -54,7 +66,86 @@ impl<'a> Executor<'a> {
                 base: std::time::Duration::from_secs(2),
                 max_attempts: 8,
             },
+            health: std::sync::Mutex::new(BTreeMap::new()),
         }
+    }
+
+    fn health_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<SystemId, SystemHealth>> {
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lane_mode(&self, system: &SystemId) -> LaneMode {
+        let now = self.engine.wall.now();
+        match self.health_map().get(system) {
+            Some(h) if h.quarantined_since.is_some() => {
+                if h.retry_at.is_none_or(|t| t <= now) {
+                    LaneMode::Probe
+                } else {
+                    LaneMode::Wait
+                }
+            }
+            _ => LaneMode::Run,
+        }
+    }
+
+    /// Records how a batch went on a system: a batch with a success makes it
+    /// healthy (and ends a quarantine); a batch whose every operation failed
+    /// for a reason that may pass counts as a failure of the system, and
+    /// enough of them in a row quarantine it.
+    async fn note_batch(
+        &self,
+        system: &SystemId,
+        succeeded: bool,
+        failure: Option<String>,
+    ) -> Result<(), EngineError> {
+        let now = self.engine.wall.now();
+        let timings = self.engine.policy.service();
+        let (updated, events) = {
+            let mut map = self.health_map();
+            let h = map
+                .entry(system.clone())
+                .or_insert_with(|| SystemHealth::healthy(system.clone()));
+            let before = h.clone();
+            let mut events = Vec::new();
+            if succeeded {
+                if h.quarantined_since.is_some() {
+                    events.push(self.engine.event(
+                        "system.recovered",
+                        format!("system:{system}"),
+                        "an operation succeeded: quarantine ended".to_owned(),
+                        serde_json::json!({ "failures": h.failures }),
+                    ));
+                }
+                *h = SystemHealth::healthy(system.clone());
+            } else if let Some(error) = failure {
+                h.failures += 1;
+                h.last_error = Some(error.clone());
+                let retry = now + timings.quarantine_retry;
+                if h.quarantined_since.is_some() {
+                    h.retry_at = Some(retry);
+                } else if h.failures >= timings.quarantine_after {
+                    h.quarantined_since = Some(now);
+                    h.retry_at = Some(retry);
+                    events.push(self.engine.event(
+                        "system.quarantined",
+                        format!("system:{system}"),
+                        format!(
+                            "{} batches failed in a row; its operations wait, tried again from {retry}: {error}",
+                            h.failures
+                        ),
+                        serde_json::json!({ "failures": h.failures, "retry_at": retry }),
+                    ));
+                    tracing::error!(%system, failures = h.failures, %error, "system quarantined");
+                }
+            }
+            ((*h != before).then(|| h.clone()), events)
+        };
+        if let Some(h) = updated {
+            self.engine.store.set_system_health(&h, events).await?;
+        }
+        Ok(())
     }
 
     /// Claims and runs batches until nothing is runnable now.
@@ -68,6 +159,12 @@ impl<'a> Executor<'a> {
         let counts = self.engine.store.queue_counts().await?;
         if counts.queued + counts.running == 0 {
             return Ok(stats);
+        }
+        {
+            let health = self.engine.store.system_health().await?;
+            let mut map = self.health_map();
+            map.clear();
+            map.extend(health.into_iter().map(|h| (h.system.clone(), h)));
         }
         progress.start("applying", Some(counts.queued + counts.running));
         loop {
@@ -83,10 +180,23 @@ impl<'a> Executor<'a> {
             // longer configured (they fail, saying so), or ones whose time came
             // while the lanes ran down.
             let now = self.engine.wall.now();
+            let waiting: Vec<SystemId> = self
+                .engine
+                .connectors
+                .keys()
+                .filter(|s| matches!(self.lane_mode(s), LaneMode::Wait))
+                .cloned()
+                .collect();
             let batch = self
                 .engine
                 .store
-                .claim(&self.worker, now, self.engine.lease, self.engine.batch)
+                .claim_except(
+                    &self.worker,
+                    now,
+                    self.engine.lease,
+                    self.engine.batch,
+                    &waiting,
+                )
                 .await?;
             if !batch.is_empty() {
                 let s = self.run_batch(batch).await?;
@@ -119,17 +229,16 @@ impl<'a> Executor<'a> {
     ) -> Result<ExecStats, EngineError> {
         let mut stats = ExecStats::default();
         loop {
+            let limit = match self.lane_mode(system) {
+                LaneMode::Run => self.engine.batch,
+                LaneMode::Probe => 1,
+                LaneMode::Wait => return Ok(stats),
+            };
             let now = self.engine.wall.now();
             let batch = self
                 .engine
                 .store
-                .claim_system(
-                    &self.worker,
-                    now,
-                    self.engine.lease,
-                    self.engine.batch,
-                    system,
-                )
+                .claim_system(&self.worker, now, self.engine.lease, limit, system)
                 .await?;
             if batch.is_empty() {
                 return Ok(stats);
@@ -174,6 +283,28 @@ impl<'a> Executor<'a> {
                     .collect()
             }))
             .await;
+        // How each system did in this batch.
+        let mut per_system: BTreeMap<&SystemId, (bool, Option<String>)> = BTreeMap::new();
+        for (q, r) in runs.iter().flatten() {
+            let e = per_system
+                .entry(&q.operation.system)
+                .or_insert((false, None));
+            match r {
+                Ok(()) => e.0 = true,
+                Err((msg, true)) => {
+                    if e.1.is_none() {
+                        e.1 = Some(msg.clone());
+                    }
+                }
+                Err((_, false)) => {}
+            }
+        }
+        for (system, (succeeded, failure)) in per_system {
+            if self.engine.connectors.contains_key(system) {
+                self.note_batch(system, succeeded, if succeeded { None } else { failure })
+                    .await?;
+            }
+        }
         let mut done = Vec::new();
         let mut transient = Vec::new();
         let mut permanent = Vec::new();

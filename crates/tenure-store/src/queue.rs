@@ -32,6 +32,16 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// How many ids one `IN (…)` list holds.
 const ID_CHUNK: usize = 1000;
 
+/// Which operations a claim may take.
+enum Lane<'a> {
+    /// Any system's.
+    Any,
+    /// One system's.
+    Only(&'a str),
+    /// Any but these systems'.
+    Except(&'a [SystemId]),
+}
+
 /// Operations encoded and written at a time when a plan is enqueued.
 const ENQUEUE_SLICE: usize = 16_384;
 
@@ -331,7 +341,24 @@ impl Store {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<QueuedOperation>, StoreError> {
-        self.claim_in(worker, now, lease, limit, None).await
+        self.claim_in(worker, now, lease, limit, Lane::Any).await
+    }
+
+    /// [`claim`](Store::claim), leaving out the operations of these systems
+    /// (quarantined ones, whose operations wait).
+    pub async fn claim_except(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+        except: &[SystemId],
+    ) -> Result<Vec<QueuedOperation>, StoreError> {
+        if except.is_empty() {
+            return self.claim_in(worker, now, lease, limit, Lane::Any).await;
+        }
+        self.claim_in(worker, now, lease, limit, Lane::Except(except))
+            .await
     }
 
     /// [`claim`](Store::claim), for the operations of one system only: an
@@ -345,7 +372,7 @@ impl Store {
         limit: usize,
         system: &SystemId,
     ) -> Result<Vec<QueuedOperation>, StoreError> {
-        self.claim_in(worker, now, lease, limit, Some(system.as_str()))
+        self.claim_in(worker, now, lease, limit, Lane::Only(system.as_str()))
             .await
     }
 
@@ -355,7 +382,7 @@ impl Store {
         now: DateTime<Utc>,
         lease: Duration,
         limit: usize,
-        system: Option<&str>,
+        lane: Lane<'_>,
     ) -> Result<Vec<QueuedOperation>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
@@ -363,9 +390,9 @@ impl Store {
         let now_us = micros(now);
         let until = now_us.saturating_add(duration_micros(lease));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let what = match system {
-            Some(s) => format!("claiming operations on system {s} for worker {worker:?}"),
-            None => format!("claiming operations for worker {worker:?}"),
+        let what = match &lane {
+            Lane::Only(s) => format!("claiming operations on system {s} for worker {worker:?}"),
+            _ => format!("claiming operations for worker {worker:?}"),
         };
         let (reclaim, claim) = match self.dialect {
             Dialect::Sqlite => (
@@ -406,21 +433,33 @@ impl Store {
         }
         // Two statements, not `($5 IS NULL OR system = $5)`: each must be able
         // to use its own index (operations_claim, operations_lane).
-        let lane = if system.is_some() {
-            " AND o.system = $5"
-        } else {
-            ""
+        let filter = match &lane {
+            Lane::Any => String::new(),
+            Lane::Only(_) => " AND o.system = $5".to_owned(),
+            Lane::Except(list) => format!(
+                " AND o.system NOT IN ({})",
+                (0..list.len())
+                    .map(|i| format!("${}", i + 5))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
         let mut q = sqlx::query(AssertSqlSafe(format!(
             "{}{OP_COLUMNS}",
-            claim.replace("{lane}", lane)
+            claim.replace("{lane}", &filter)
         )))
         .bind(worker)
         .bind(until)
         .bind(now_us)
         .bind(limit);
-        if let Some(system) = system {
-            q = q.bind(system);
+        match lane {
+            Lane::Any => {}
+            Lane::Only(system) => q = q.bind(system),
+            Lane::Except(list) => {
+                for system in list {
+                    q = q.bind(system.as_str());
+                }
+            }
         }
         let rows = q
             .fetch_all(&mut *tx)

@@ -1,4 +1,5 @@
--- Tenure store, schema version 5: planning only what changed.
+-- Tenure store, schema version 5: planning only what changed, and the
+-- service's schedules and system health.
 --
 -- Every save of identities takes the next number of `change_counter` and
 -- stamps the rows it writes with it (`change_seq`). A plan that is applied
@@ -31,3 +32,21 @@ INSERT INTO plan_cursor (id, change_seq, policy) VALUES (1, 0, '');
 -- Operations not yet done, by idempotency key: a plan leaves out what is
 -- already pending, without reading every finished operation.
 CREATE INDEX operations_open ON operations (idempotency_key) WHERE state <> 'done';
+
+-- The service's schedules (periodic reconciliation per system, …): the next
+-- run of each survives restarts.
+CREATE TABLE schedules (
+    name     TEXT   NOT NULL PRIMARY KEY,
+    next_run BIGINT NOT NULL,          -- unix microseconds
+    last_run BIGINT,
+    last_outcome TEXT
+);
+
+-- Each system's health: consecutive failed batches, and quarantine.
+CREATE TABLE system_health (
+    system            TEXT   NOT NULL PRIMARY KEY,
+    failures          BIGINT NOT NULL DEFAULT 0,
+    quarantined_since BIGINT,            -- NULL: not quarantined
+    retry_at          BIGINT,            -- next probe while quarantined
+    last_error        TEXT
+);
