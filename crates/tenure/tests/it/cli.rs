@@ -357,6 +357,39 @@ fn check_reports_every_problem_with_file_and_line() {
     );
     // Every command refuses an invalid configuration.
     org.run(&["plan"]).fails_with(1);
+
+    // The service's settings: a reconciliation schedule that is no cron
+    // pattern, and a delay that is no delay.
+    write(&rules, &text);
+    let systems = org.path("config/systems.toml");
+    let sys = std::fs::read_to_string(&systems).unwrap().replacen(
+        "id = \"crm\"\n",
+        "id = \"crm\"\nreconcile = \"every night\"\n",
+        1,
+    );
+    write(&systems, &sys);
+    let cfg = org.path("config/tenure.toml");
+    let tenure = format!(
+        "{}\n[service]\nquarantine_retry = \"soon\"\n",
+        std::fs::read_to_string(&cfg).unwrap()
+    );
+    write(&cfg, &tenure);
+    let r = org.run(&["check"]).fails_with(1);
+    let line = sys.lines().position(|l| l.contains("every night")).unwrap() + 1;
+    assert!(
+        r.stderr.contains(&format!("systems.toml:{line}"))
+            && r.stderr
+                .contains("reconcile \"every night\" is not a cron pattern"),
+        "{}",
+        r.stderr
+    );
+    let line = tenure.lines().position(|l| l == "[service]").unwrap() + 1;
+    assert!(
+        r.stderr.contains(&format!("tenure.toml:{line}"))
+            && r.stderr.contains("[service] quarantine_retry"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
