@@ -266,7 +266,19 @@ impl<'a> Executor<'a> {
                         .collect::<Vec<(&QueuedOperation, Outcome)>>();
                 };
                 let ops: Vec<_> = qs.iter().map(|q| q.operation.clone()).collect();
+                let started = std::time::Instant::now();
                 let results = conn.apply(&ops).await;
+                if !ops.is_empty() {
+                    // Per operation: the batch's time shared out.
+                    let each = started.elapsed().as_secs_f64() / ops.len() as f64;
+                    let h = metrics::histogram!(
+                        "tenure_operation_seconds",
+                        "system" => system.to_string()
+                    );
+                    for _ in &ops {
+                        h.record(each);
+                    }
+                }
                 qs.into_iter()
                     .enumerate()
                     .map(|(n, q)| {
@@ -304,6 +316,19 @@ impl<'a> Executor<'a> {
                 self.note_batch(system, succeeded, if succeeded { None } else { failure })
                     .await?;
             }
+        }
+        for (q, r) in runs.iter().flatten() {
+            let outcome = match r {
+                Ok(()) => "done",
+                Err((_, true)) => "retry",
+                Err((_, false)) => "refused",
+            };
+            metrics::counter!(
+                "tenure_operations_total",
+                "system" => q.operation.system.to_string(),
+                "outcome" => outcome
+            )
+            .increment(1);
         }
         let mut done = Vec::new();
         let mut transient = Vec::new();

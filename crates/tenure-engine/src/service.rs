@@ -82,11 +82,16 @@ impl<'a> Scheduler<'a> {
     /// One round of work. Never fails as a whole: see [`TickReport::errors`].
     pub async fn tick(&self) -> TickReport {
         let mut report = TickReport::default();
+        let started = self.engine.wall.now();
         if let Err(e) = self.import_changed_sources(&mut report).await {
             report.errors.push(format!("watching sources: {e}"));
         }
+        let mut planned = None;
         match self.plan_changes().await {
-            Ok(n) => report.planned = n,
+            Ok((n, plan)) => {
+                report.planned = n;
+                planned = plan;
+            }
             Err(e) => report.errors.push(format!("planning what changed: {e}")),
         }
         if let Err(e) = self.reconcile_due(&mut report).await {
@@ -95,6 +100,11 @@ impl<'a> Scheduler<'a> {
         match self.engine.execute(&NoProgress).await {
             Ok(s) => report.executed = s.into(),
             Err(e) => report.errors.push(format!("executing the queue: {e}")),
+        }
+        if let Some(plan) = planned
+            && let Err(e) = self.observe_time_to_revoke(plan, started).await
+        {
+            report.errors.push(format!("measuring time to revoke: {e}"));
         }
         for e in &report.errors {
             tracing::error!(error = %e, "service tick");
@@ -154,11 +164,30 @@ impl<'a> Scheduler<'a> {
         Ok(())
     }
 
-    /// Plans for what changed and queues it; returns the operations queued.
-    async fn plan_changes(&self) -> Result<usize, EngineError> {
+    /// Time to revoke, from the tick that learnt of a leaver to each
+    /// disable or delete its system confirmed (in `tenure_time_to_revoke_seconds`).
+    async fn observe_time_to_revoke(
+        &self,
+        plan: tenure_store::PlanId,
+        known: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), EngineError> {
+        let h = metrics::histogram!("tenure_time_to_revoke_seconds", "path" => "lifecycle");
+        for op in self.engine.store.operations(Some(plan)).await? {
+            if op.operation.action.is_deprovisioning()
+                && let Some(done) = op.done_at
+            {
+                h.record((done - known).as_seconds_f64().max(0.0));
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans for what changed and queues it; returns the operations queued
+    /// and the plan.
+    async fn plan_changes(&self) -> Result<(usize, Option<tenure_store::PlanId>), EngineError> {
         let planned = self.engine.plan_scoped(Scope::Changed, &NoProgress).await?;
         if planned.plan.operations.is_empty() && planned.mark.due.is_empty() {
-            return Ok(0);
+            return Ok((0, None));
         }
         if planned.guard.blocked {
             let mut refused = self
@@ -166,11 +195,11 @@ impl<'a> Scheduler<'a> {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if refused.as_deref() == Some(planned.plan.fingerprint.as_str()) {
-                return Ok(0);
+                return Ok((0, None));
             }
             *refused = Some(planned.plan.fingerprint.clone());
         }
-        let (planned, _) = self
+        let (planned, report) = self
             .engine
             .apply_with(
                 ApplyOptions {
@@ -184,7 +213,7 @@ impl<'a> Scheduler<'a> {
                 &NoProgress,
             )
             .await?;
-        Ok(planned.plan.operations.len())
+        Ok((planned.plan.operations.len(), report.plan_id))
     }
 
     /// When each system with a schedule is reconciled next (recorded now if

@@ -161,6 +161,13 @@ pub async fn set_suspended(
             }
         }
     }
+    if suspend {
+        for s in systems.values() {
+            if let Some(t) = s.confirmed_after_s {
+                metrics::histogram!("tenure_time_to_revoke_seconds", "path" => "suspend").record(t);
+            }
+        }
+    }
     Ok(SuspendReport {
         identity: id.clone(),
         suspended: suspend,
