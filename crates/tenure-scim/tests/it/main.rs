@@ -1,0 +1,3 @@
+//! Integration tests of tenure-scim.
+
+mod filter;
