@@ -18,6 +18,7 @@ pub mod load;
 pub mod observe;
 pub mod progress;
 pub mod reports;
+pub mod scim;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use engine::Engine;

@@ -314,6 +314,9 @@ fn apply_one(
                     return Err(ScimError::value(format!("{} must be an object", ext.id)));
                 };
                 for (ek, evv) in ev {
+                    if ek.eq_ignore_ascii_case("schemas") {
+                        continue;
+                    }
                     let r =
                         schema::resolve(kind, &format!("{}:{ek}", ext.id)).ok_or_else(|| {
                             ScimError::syntax(format!("unknown attribute {ek:?} in {}", ext.id))

@@ -191,6 +191,10 @@ pub fn normalize(kind: ResourceKind, body: Value) -> Result<Value, ScimError> {
             };
             let mut eout = Map::new();
             for (ek, ev) in eo {
+                // Some clients (scim2-models) repeat `schemas` inside an extension.
+                if ek.eq_ignore_ascii_case("schemas") {
+                    continue;
+                }
                 let Some(attr) = ext.attribute(&ek) else {
                     return Err(ScimError::syntax(format!(
                         "unknown attribute {ek:?} in {}",

@@ -457,15 +457,13 @@ fn tenure() -> Schema {
                 "employmentType",
                 "The working relationship (employee, contractor, vendor, temp, service_owner, or a value the source maps).",
             ),
-            Attribute::new(
+            Attribute::string(
                 "startDate",
-                AttrType::DateTime,
-                "First working day: access starts on it.",
+                "First working day, YYYY-MM-DD (an RFC 3339 date-time is read by its date): access starts on it.",
             ),
-            Attribute::new(
+            Attribute::string(
                 "endDate",
-                AttrType::DateTime,
-                "Termination or contract end: the person is a leaver from this day on.",
+                "Termination or contract end, YYYY-MM-DD (or an RFC 3339 date-time): the person is a leaver from this day on.",
             ),
         ],
     }

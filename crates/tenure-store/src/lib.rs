@@ -24,11 +24,16 @@ mod header;
 mod identities;
 mod migrate;
 mod queue;
+mod scim;
+mod scim_sql;
 mod sql;
 mod store;
+mod tokens;
 mod url;
 
 pub use error::StoreError;
 pub use migrate::SCHEMA_VERSION;
 pub use queue::{MAX_BACKOFF, OpState, PlanId, QueueCounts, QueuedOperation, RetryPolicy};
+pub use scim::{GroupWrite, ScimQueryError, ScimRecord, UserWrite};
 pub use store::{Dialect, Store};
+pub use tokens::{ApiToken, TOKEN_PREFIX, secret_hash};

@@ -44,10 +44,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_lighter_queue.sql"),
         postgres: include_str!("../migrations/postgres/0002_lighter_queue.sql"),
     },
+    Migration {
+        version: 3,
+        name: "SCIM service provider: users, values, groups, members; API tokens",
+        sqlite: include_str!("../migrations/sqlite/0003_scim.sql"),
+        postgres: include_str!("../migrations/postgres/0003_scim.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The advisory lock key migrations hold on PostgreSQL ("tenure" in ASCII).
 const PG_LOCK_KEY: i64 = 0x7465_6e75_7265;
