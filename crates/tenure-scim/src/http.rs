@@ -1204,14 +1204,19 @@ async fn bulk_one(
         detail: format!("Operations[{index}]: {}", e.detail),
         ..e
     };
-    let mut path = Value::String(path.to_owned());
-    resolve_bulk_ids(&mut path, ids).map_err(|r| {
-        at(ScimError::new(
-            409,
-            format!("bulkId {r:?} names no operation that succeeded before this one"),
-        ))
-    })?;
-    let path = path.as_str().unwrap_or("").to_owned();
+    let path = match path.rsplit_once('/') {
+        Some((head, last)) if last.starts_with("bulkId:") => {
+            let mut v = Value::String(last.to_owned());
+            resolve_bulk_ids(&mut v, ids).map_err(|r| {
+                at(ScimError::new(
+                    409,
+                    format!("bulkId {r:?} names no operation that succeeded before this one"),
+                ))
+            })?;
+            format!("{head}/{}", v.as_str().unwrap_or(""))
+        }
+        _ => path.to_owned(),
+    };
     let mut data = op.get("data").cloned();
     if let Some(d) = &mut data {
         resolve_bulk_ids(d, ids).map_err(|r| {

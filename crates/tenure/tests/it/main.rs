@@ -7,4 +7,5 @@ mod cli;
 mod crash;
 mod ldap_e2e;
 mod scim_e2e;
+mod scim_server;
 mod support;
