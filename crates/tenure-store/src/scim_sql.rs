@@ -176,11 +176,18 @@ fn like_escape(s: &str) -> String {
 }
 
 fn compare_text(sql: &mut Sql, expr: &str, exact: bool, op: CompareOp, v: &str) -> String {
-    let (e, v) = if exact {
-        (expr.to_owned(), v.to_owned())
+    // Columns named `*_lower` hold a copy lower-cased in Rust (Unicode); other
+    // expressions are lower-cased by the database on both sides, so that the
+    // two sides always fold alike (SQLite's lower() folds ASCII only).
+    let prelowered = expr.ends_with("_lower");
+    let (e, v, wrap) = if exact {
+        (expr.to_owned(), v.to_owned(), false)
+    } else if prelowered {
+        (expr.to_owned(), v.to_lowercase(), false)
     } else {
-        (format!("lower({expr})"), v.to_lowercase())
+        (format!("lower({expr})"), v.to_owned(), true)
     };
+    let fold = |p: String| if wrap { format!("lower({p})") } else { p };
     let sym = match op {
         CompareOp::Eq => "=",
         CompareOp::Ne => "<>",
@@ -213,11 +220,11 @@ fn compare_text(sql: &mut Sql, expr: &str, exact: bool, op: CompareOp, v: &str) 
                 CompareOp::Sw => format!("{}%", like_escape(&v)),
                 _ => format!("%{}", like_escape(&v)),
             };
-            let a = sql.bind(Bind::Text(pat));
+            let a = fold(sql.bind(Bind::Text(pat)));
             return format!("{e} LIKE {a} ESCAPE '\\'");
         }
     };
-    let a = sql.bind(Bind::Text(v));
+    let a = fold(sql.bind(Bind::Text(v)));
     if op == CompareOp::Ne {
         format!("({e} IS NULL OR {e} {sym} {a})")
     } else {
