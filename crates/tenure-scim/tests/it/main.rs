@@ -1,3 +1,4 @@
 //! Integration tests of tenure-scim.
 
 mod filter;
+mod props;
