@@ -143,10 +143,10 @@ proptest! {
             "Operations": ops.iter().map(|(o, p, v)| json!({"op": o, "path": p, "value": v})).collect::<Vec<_>>(),
         });
         let start = resource::normalize(ResourceKind::User, sample()).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        if let Ok(parsed) = patch::parse_request(&body) {
-            if let Ok(patched) = patch::apply(ResourceKind::User, &start, &parsed) {
-                let _ = resource::normalize(ResourceKind::User, patched);
-            }
+        if let Ok(parsed) = patch::parse_request(&body)
+            && let Ok(patched) = patch::apply(ResourceKind::User, &start, &parsed)
+        {
+            let _ = resource::normalize(ResourceKind::User, patched);
         }
     }
 }
