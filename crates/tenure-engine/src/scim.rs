@@ -874,7 +874,7 @@ impl Backend for ScimService {
     }
 
     async fn list(&self, kind: ResourceKind, query: &ListQuery) -> Result<ListPage, ScimError> {
-        let (total, items) =
+        let (total, items, next_cursor) =
             self.engine
                 .store
                 .scim_list(kind, query)
@@ -886,7 +886,7 @@ impl Backend for ScimService {
         Ok(ListPage {
             total,
             items: items.into_iter().map(stored).collect(),
-            next_cursor: None,
+            next_cursor,
         })
     }
 

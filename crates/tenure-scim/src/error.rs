@@ -34,6 +34,8 @@ pub enum ScimType {
     InvalidVers,
     /// The request would reveal sensitive data.
     Sensitive,
+    /// A pagination cursor this server did not give (RFC 9865).
+    InvalidCursor,
 }
 
 impl ScimType {
@@ -50,6 +52,7 @@ impl ScimType {
             Self::InvalidValue => "invalidValue",
             Self::InvalidVers => "invalidVers",
             Self::Sensitive => "sensitive",
+            Self::InvalidCursor => "invalidCursor",
         }
     }
 }

@@ -413,6 +413,13 @@ async fn service_provider_config(State(st): State<ScimState>, headers: HeaderMap
             "filter": {"supported": true, "maxResults": c.max_results},
             "changePassword": {"supported": false},
             "sort": {"supported": true},
+            "pagination": {
+                "cursor": true,
+                "index": true,
+                "defaultPaginationMethod": "index",
+                "defaultPageSize": c.default_count,
+                "maxPageSize": c.max_results,
+            },
             "etag": {"supported": true},
             "authenticationSchemes": [{
                 "type": "oauthbearertoken",
@@ -621,6 +628,11 @@ fn build_query(
             )));
         }
     };
+    if p.cursor.is_some() && p.start_index.is_some() {
+        return Err(ScimError::value(
+            "give either startIndex (index pagination) or cursor (RFC 9865), not both",
+        ));
+    }
     let start = number("startIndex", p.start_index.as_deref())?
         .unwrap_or(1)
         .max(1);

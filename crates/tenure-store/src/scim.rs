@@ -342,12 +342,18 @@ impl Store {
         Ok(names.into_iter().collect())
     }
 
-    /// A page of resources matching a query, and how many match in all.
+    /// A page of resources matching a query, how many match in all, and
+    /// (cursor pagination, RFC 9865) the cursor of the next page.
+    ///
+    /// A cursor is keyset pagination over the default order (creation time,
+    /// then id): the next page starts after the last resource returned, so
+    /// writes between pages neither repeat nor skip resources. Cursors do
+    /// not expire; one that does not decode is the client's error.
     pub async fn scim_list(
         &self,
         kind: ResourceKind,
         q: &ListQuery,
-    ) -> Result<(u64, Vec<ScimRecord>), ScimQueryError> {
+    ) -> Result<(u64, Vec<ScimRecord>, Option<String>), ScimQueryError> {
         let mut sql = Sql::new(self.dialect);
         let cond = match &q.filter {
             Some(f) => where_clause(&mut sql, kind, f).map_err(ScimQueryError::Invalid)?,
@@ -378,8 +384,32 @@ impl Store {
         };
         let total = u64::try_from(total).unwrap_or(0);
         if q.count == 0 || total == 0 {
-            return Ok((total, Vec::new()));
+            return Ok((total, Vec::new(), None));
         }
+        let after = match q.cursor.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+                ScimQueryError::Invalid(ScimError::bad(
+                    tenure_scim::ScimType::InvalidCursor,
+                    format!("cursor {c:?} was not given by this server"),
+                ))
+            })?),
+        };
+        if q.cursor.is_some() && q.sort_by.is_some() {
+            return Err(ScimQueryError::Invalid(ScimError::bad(
+                tenure_scim::ScimType::InvalidCursor,
+                "cursor pagination follows the server's order: leave out sortBy",
+            )));
+        }
+        let cond = match &after {
+            Some((created, id)) => {
+                let a = sql.bind(Bind::Int(*created));
+                let b = sql.bind(Bind::Int(*created));
+                let c = sql.bind(Bind::Text(id.clone()));
+                format!("({cond}) AND (r.created > {a} OR (r.created = {b} AND r.id > {c}))")
+            }
+            None => cond,
+        };
         let dir = if q.descending { "DESC" } else { "ASC" };
         let order = match &q.sort_by {
             Some(s) => {
@@ -389,10 +419,20 @@ impl Store {
             }
             None => "r.created, r.id".to_owned(),
         };
-        let limit = sql.bind(Bind::Int(i64::try_from(q.count).unwrap_or(i64::MAX)));
-        let offset = sql.bind(Bind::Int(
-            i64::try_from(q.start_index.saturating_sub(1)).unwrap_or(i64::MAX),
-        ));
+        // Cursor pagination reads one more row to know whether a next page exists.
+        let cursor = q.cursor.is_some();
+        let want = if cursor {
+            q.count.saturating_add(1)
+        } else {
+            q.count
+        };
+        let limit = sql.bind(Bind::Int(i64::try_from(want).unwrap_or(i64::MAX)));
+        let skip = if cursor {
+            0
+        } else {
+            q.start_index.saturating_sub(1)
+        };
+        let offset = sql.bind(Bind::Int(i64::try_from(skip).unwrap_or(i64::MAX)));
         let text = format!(
             "SELECT {cols} FROM {table} r WHERE {cond} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
         );
@@ -404,8 +444,13 @@ impl Store {
             .iter()
             .map(|r| self.scim_row(r, kind))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut next = None;
+        if cursor && recs.len() as u64 > q.count {
+            recs.truncate(usize::try_from(q.count).unwrap_or(usize::MAX));
+            next = recs.last().map(|r| encode_cursor(micros(r.created), &r.id));
+        }
         self.scim_fill(kind, &mut recs).await?;
-        Ok((total, recs))
+        Ok((total, recs, next))
     }
 
     /// Creates or updates a user, stores the identities it changes and
@@ -728,4 +773,15 @@ impl Store {
             u64::try_from(all).unwrap_or(0),
         ))
     }
+}
+
+/// An opaque cursor: the creation time and id of the last resource of a page.
+fn encode_cursor(created: i64, id: &str) -> String {
+    hex::encode(format!("{created}.{id}"))
+}
+
+fn decode_cursor(c: &str) -> Option<(i64, String)> {
+    let text = String::from_utf8(hex::decode(c).ok()?).ok()?;
+    let (created, id) = text.split_once('.')?;
+    Some((created.parse().ok()?, id.to_owned()))
 }

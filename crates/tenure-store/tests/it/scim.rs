@@ -83,7 +83,7 @@ async fn names(store: &Store, f: &str) -> Vec<String> {
         count: 100,
         ..Default::default()
     };
-    let (total, items) = store
+    let (total, items, _) = store
         .scim_list(ResourceKind::User, &q)
         .await
         .unwrap_or_else(|e| panic!("{f}: {e}"));
@@ -170,7 +170,7 @@ async fn scim_filters_run_as_sql(db: TestDb) {
         count: 2,
         ..Default::default()
     };
-    let (total, page) = store.scim_list(ResourceKind::User, &q).await.unwrap();
+    let (total, page, _) = store.scim_list(ResourceKind::User, &q).await.unwrap();
     assert_eq!(total, 5);
     let got: Vec<&str> = page
         .iter()
@@ -183,12 +183,41 @@ async fn scim_filters_run_as_sql(db: TestDb) {
         count: 10,
         ..Default::default()
     };
-    let (_, page) = store.scim_list(ResourceKind::User, &q).await.unwrap();
+    let (_, page, _) = store.scim_list(ResourceKind::User, &q).await.unwrap();
     let got: Vec<&str> = page
         .iter()
         .map(|r| r.resource["userName"].as_str().unwrap())
         .collect();
     assert_eq!(got, vec!["ada", "Bob", "carol", "eve", "dave_100%"]);
+    // Cursor pagination (RFC 9865): pages in creation order, a write between
+    // pages neither repeats nor skips anyone, a foreign cursor is refused.
+    let mut seen = Vec::new();
+    let mut cursor = Some(String::new());
+    while let Some(c) = cursor {
+        let q = ListQuery {
+            cursor: Some(c),
+            count: 2,
+            start_index: 1,
+            ..Default::default()
+        };
+        let (total, page, next) = store.scim_list(ResourceKind::User, &q).await.unwrap();
+        assert_eq!(total, 5);
+        seen.extend(
+            page.iter()
+                .map(|r| r.resource["userName"].as_str().unwrap().to_owned()),
+        );
+        cursor = next;
+    }
+    assert_eq!(seen, vec!["ada", "Bob", "carol", "dave_100%", "eve"]);
+    let q = ListQuery {
+        cursor: Some("zz".into()),
+        count: 2,
+        start_index: 1,
+        ..Default::default()
+    };
+    assert!(
+        matches!(store.scim_list(ResourceKind::User, &q).await, Err(ScimQueryError::Invalid(e)) if e.scim_type == Some(tenure_scim::ScimType::InvalidCursor))
+    );
     // A filter the store cannot answer is the client's error, not the store's.
     let bad = ListQuery {
         filter: Some(filter::parse("name gt \"a\"").unwrap()),
