@@ -452,6 +452,15 @@ impl ScimService {
         if !v.blocked {
             return Ok(());
         }
+        let allowance = self
+            .engine
+            .store
+            .scim_deactivation_allowance(now)
+            .await
+            .map_err(store_err)?;
+        if v.count <= v.limit.saturating_add(allowance) {
+            return Ok(());
+        }
         let ev = self.event(
             who,
             "guard.refused",
@@ -467,8 +476,9 @@ impl ScimService {
         Err(ScimError::new(
             403,
             format!(
-                "refused by the mass-change guard: {v}; nothing was changed. An operator can raise \
-                 [guard] max_deprovision_percent, or wait for the {minutes}-minute window to pass"
+                "refused by the mass-change guard: {v}; nothing was changed. An operator can allow more \
+                 with `tenure scim allow-deactivations --count N`, or wait for the \
+                 {minutes}-minute window to pass"
             ),
         ))
     }
@@ -992,4 +1002,46 @@ impl Backend for ScimService {
         )
         .await
     }
+}
+
+/// The operator's override of the SCIM deactivation guard: allows `count`
+/// more deactivations than the limit for `minutes`, recorded in the audit
+/// log (`guard.override`, by the engine's actor).
+pub async fn allow_deactivations(
+    engine: &Engine,
+    count: u64,
+    minutes: u64,
+) -> Result<chrono::DateTime<chrono::Utc>, crate::EngineError> {
+    if count == 0 || minutes == 0 {
+        return Err(crate::EngineError::Invalid(
+            "--count and --minutes must be at least 1".into(),
+        ));
+    }
+    let source = engine
+        .policy
+        .config()
+        .sources
+        .iter()
+        .map(|s| &s.item)
+        .find(|s| s.format == SourceFormat::Scim)
+        .ok_or_else(|| {
+            crate::EngineError::Invalid("the configuration has no SCIM source".into())
+        })?;
+    let now = engine.clock.now();
+    let until =
+        now + chrono::Duration::minutes(i64::try_from(minutes).unwrap_or(i64::MAX / 120_000));
+    let ev = engine.event(
+        "guard.override",
+        format!("source:{}", source.id),
+        format!(
+            "{} allows {count} more SCIM deactivations than the mass-change guard until {until}",
+            engine.actor
+        ),
+        json!({"allowed": count, "until": until}),
+    );
+    engine
+        .store
+        .scim_allow_deactivations(count, until, &engine.actor, now, vec![ev])
+        .await?;
+    Ok(until)
 }

@@ -785,3 +785,50 @@ fn decode_cursor(c: &str) -> Option<(i64, String)> {
     let (created, id) = text.split_once('.')?;
     Some((created.parse().ok()?, id.to_owned()))
 }
+
+impl Store {
+    /// Allows `allowed` more SCIM deactivations than the guard's limit until
+    /// `until`, with its audit record, in one transaction.
+    pub async fn scim_allow_deactivations(
+        &self,
+        allowed: u64,
+        until: DateTime<Utc>,
+        actor: &str,
+        now: DateTime<Utc>,
+        audit: Vec<AuditEvent>,
+    ) -> Result<(), StoreError> {
+        let what = "recording a SCIM guard override";
+        let mut tx = self.begin_write(what).await?;
+        let next: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM scim_guard_allowances")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| self.db_err(what, e))?;
+        sqlx::query(
+            "INSERT INTO scim_guard_allowances (id, allowed, until_at, actor, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(next)
+        .bind(i64::try_from(allowed).unwrap_or(i64::MAX))
+        .bind(micros(until))
+        .bind(actor)
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(what, e))?;
+        self.append_audit_tx(&mut tx, audit).await?;
+        self.commit(tx, what).await
+    }
+
+    /// How many deactivations beyond the guard's limit operators allow at `now`.
+    pub async fn scim_deactivation_allowance(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(allowed), 0) FROM scim_guard_allowances WHERE until_at > $1",
+        )
+        .bind(micros(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.db_err("reading SCIM guard overrides", e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}

@@ -149,6 +149,11 @@ enum Command {
     },
     /// Serve Tenure's HTTP endpoints: the SCIM 2.0 service provider at /scim/v2.
     Serve(serve::ServeArgs),
+    /// Operator commands for the SCIM source (the deactivation guard's override).
+    Scim {
+        #[command(subcommand)]
+        command: serve::ScimCommand,
+    },
     /// Bearer tokens for `tenure serve`: create (the secret is shown once), list, revoke.
     Token {
         #[command(subcommand)]
@@ -275,6 +280,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => {
             let engine = open(&cli, clock).await?;
             serve::serve(engine, args).await?;
+        }
+        Command::Scim { command } => {
+            let engine = open(&cli, clock).await?;
+            serve::scim_command(&engine, command).await?;
         }
         Command::Token { command } => {
             token::run(&cli.database, clock.now(), command).await?;

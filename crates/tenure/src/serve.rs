@@ -47,6 +47,35 @@ pub struct ServeArgs {
     pub bulk_max_payload: usize,
 }
 
+/// `tenure scim …`: operator commands for the SCIM source.
+#[derive(clap::Subcommand, Debug)]
+pub enum ScimCommand {
+    /// Let a SCIM client deactivate COUNT more people than the mass-change
+    /// guard allows, for MINUTES (recorded in the audit log with your name).
+    AllowDeactivations {
+        /// How many more deactivations.
+        #[arg(long)]
+        count: u64,
+        /// For how long.
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+    },
+}
+
+/// Runs a `tenure scim` command.
+pub async fn scim_command(engine: &Engine, cmd: &ScimCommand) -> Result<()> {
+    match cmd {
+        ScimCommand::AllowDeactivations { count, minutes } => {
+            let until = tenure_engine::scim::allow_deactivations(engine, *count, *minutes).await?;
+            println!(
+                "SCIM clients may deactivate {count} more people than the mass-change guard allows, until {}",
+                until.format("%Y-%m-%d %H:%M UTC")
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Every route of the service.
 pub fn app(engine: Arc<Engine>, args: &ServeArgs) -> Result<Router> {
     let scim = ScimService::new(Arc::clone(&engine))?;

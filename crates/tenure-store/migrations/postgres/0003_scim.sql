@@ -71,3 +71,13 @@ CREATE TABLE api_tokens (
     revoked_at   BIGINT,
     last_used_at BIGINT
 );
+
+-- Operator overrides of the SCIM deactivation guard: `allowed` more
+-- deactivations until `until` (tenure scim allow-deactivations).
+CREATE TABLE scim_guard_allowances (
+    id         BIGINT NOT NULL PRIMARY KEY,
+    allowed    BIGINT NOT NULL CHECK (allowed > 0),
+    until_at   BIGINT NOT NULL,
+    actor      TEXT    NOT NULL,
+    created_at BIGINT NOT NULL
+);

@@ -71,3 +71,13 @@ CREATE TABLE api_tokens (
     revoked_at   INTEGER,
     last_used_at INTEGER
 );
+
+-- Operator overrides of the SCIM deactivation guard: `allowed` more
+-- deactivations until `until` (tenure scim allow-deactivations).
+CREATE TABLE scim_guard_allowances (
+    id         INTEGER NOT NULL PRIMARY KEY,
+    allowed    INTEGER NOT NULL CHECK (allowed > 0),
+    until_at   INTEGER NOT NULL,
+    actor      TEXT    NOT NULL,
+    created_at INTEGER NOT NULL
+);

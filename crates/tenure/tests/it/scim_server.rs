@@ -813,6 +813,32 @@ fn the_guard_refuses_a_client_deactivating_too_many_people() {
             .iter()
             .any(|(a, act, _)| a == "token:idp" && act == "guard.refused")
     );
+    // An operator lets two more through; the next ones pass, then it refuses again.
+    let r = org
+        .run(&[
+            "scim",
+            "allow-deactivations",
+            "--count",
+            "2",
+            "--minutes",
+            "30",
+        ])
+        .ok();
+    assert!(r.stdout.contains("2 more"), "{}", r.stdout);
+    assert!(audit_actions(&org).contains(&(
+        "cli:tester".into(),
+        "guard.override".into(),
+        "source:idp".into()
+    )));
+    let after: Vec<u16> = ids[5..]
+        .iter()
+        .map(|id| {
+            server
+                .call("PATCH", &format!("/Users/{id}"), Some(off.clone()))
+                .status
+        })
+        .collect();
+    assert_eq!(after, vec![200, 200, 403]);
 }
 
 #[test]
@@ -867,4 +893,50 @@ fn cursor_pagination_pages_through_every_user_once() {
         (bad.status, bad.body["scimType"].as_str()),
         (400, Some("invalidCursor"))
     );
+}
+
+#[test]
+fn deactivate_suspend_suspends_and_reactivation_restores() {
+    let org = Org::new();
+    write(
+        &org.path("config/scim.toml"),
+        &SCIM_SOURCE.replace(r#"deactivate = "leaver""#, r#"deactivate = "suspend""#),
+    );
+    let server = Server::start(&org, &["--rate", "0"]);
+    let a = server.call(
+        "POST",
+        "/Users",
+        Some(user("S9800", "susan", "Sales", "Account Executive")),
+    );
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_owned();
+    let set = |active: bool| {
+        let p = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "active", "value": active}]});
+        assert_eq!(
+            server
+                .call("PATCH", &format!("/Users/{id}"), Some(p))
+                .status,
+            200
+        );
+    };
+    set(false);
+    let reasons = |org: &Org| -> Vec<String> {
+        org.audit()
+            .iter()
+            .filter(|r| r["subject"] == "identity:S9800")
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["action"].as_str().unwrap(),
+                    r["reason"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let r = reasons(&org);
+    assert!(r.iter().any(|x| x.contains("suspended by SCIM")), "{r:?}");
+    assert!(!r.iter().any(|x| x.starts_with("import.leaver")), "{r:?}");
+    set(true);
+    let r = reasons(&org);
+    assert!(r.iter().any(|x| x.contains("reactivated by SCIM")), "{r:?}");
 }
