@@ -940,3 +940,33 @@ fn deactivate_suspend_suspends_and_reactivation_restores() {
     let r = reasons(&org);
     assert!(r.iter().any(|x| x.contains("reactivated by SCIM")), "{r:?}");
 }
+
+#[test]
+fn root_search_spans_types_and_bulk_stops_after_fail_on_errors() {
+    let org = org_with_scim();
+    let server = Server::start(&org, &["--rate", "0"]);
+    let bulk = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "failOnErrors": 1, "Operations": [
+        {"method": "POST", "path": "/Users", "bulkId": "a", "data": user("S9900", "zed", "Sales", "Account Executive")},
+        {"method": "POST", "path": "/Users", "bulkId": "b", "data": user("S9901", "ZED", "Sales", "Account Executive")},
+        {"method": "POST", "path": "/Groups", "bulkId": "g", "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Zed team"}}
+    ]});
+    let b = server.call("POST", "/Bulk", Some(bulk));
+    assert_eq!(b.status, 200, "{:?}", b.body);
+    let ops = b.body["Operations"].as_array().unwrap();
+    assert_eq!(ops.len(), 2, "stopped after the first error: {:?}", b.body);
+    assert_eq!(ops[1]["status"], "409");
+    assert_eq!(ops[1]["response"]["scimType"], "uniqueness");
+    let g = server.call("POST", "/Groups", Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Zed team"})));
+    assert_eq!(g.status, 201);
+    let search = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "displayName sw \"zed\" or userName eq \"zed\"", "attributes": ["displayName", "userName"]});
+    let s = server.call("POST", "/.search", Some(search));
+    assert_eq!(s.status, 200, "{:?}", s.body);
+    assert_eq!(
+        s.body["totalResults"], 1,
+        "userName is not a Group attribute, so only users are searched: {:?}",
+        s.body
+    );
+    let search = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "meta.resourceType pr", "count": 10});
+    let s = server.call("POST", "/.search", Some(search));
+    assert_eq!(s.body["totalResults"], 2, "{:?}", s.body);
+}
