@@ -928,23 +928,41 @@ impl Backend for ScimService {
         resource: Value,
         if_match: Option<i64>,
     ) -> Result<Stored, ScimError> {
-        let cur = self.current(kind, id, if_match).await?;
-        match kind {
-            ResourceKind::User => {
-                let identity_id = cur.identity_id.clone().unwrap_or_default();
-                self.save_user(
-                    who,
-                    id,
-                    &identity_id,
-                    resource,
-                    Some(&cur),
-                    "scim.user.replaced",
-                )
-                .await
+        // Without If-Match a concurrent write is not the client's problem:
+        // read again and retry (a stale version surfaces as 412).
+        let mut tries = 0;
+        loop {
+            let attempt = async {
+                let cur = self.current(kind, id, if_match).await?;
+                match kind {
+                    ResourceKind::User => {
+                        let identity_id = cur.identity_id.clone().unwrap_or_default();
+                        self.save_user(
+                            who,
+                            id,
+                            &identity_id,
+                            resource.clone(),
+                            Some(&cur),
+                            "scim.user.replaced",
+                        )
+                        .await
+                    }
+                    ResourceKind::Group => {
+                        self.save_group(
+                            who,
+                            id,
+                            resource.clone(),
+                            Some(&cur),
+                            "scim.group.replaced",
+                        )
+                        .await
+                    }
+                }
             }
-            ResourceKind::Group => {
-                self.save_group(who, id, resource, Some(&cur), "scim.group.replaced")
-                    .await
+            .await;
+            match attempt {
+                Err(e) if e.status == 412 && if_match.is_none() && tries < 5 => tries += 1,
+                other => return other,
             }
         }
     }
@@ -957,25 +975,37 @@ impl Backend for ScimService {
         ops: &[PatchOp],
         if_match: Option<i64>,
     ) -> Result<Stored, ScimError> {
-        let cur = self.current(kind, id, if_match).await?;
-        let patched = patch::apply(kind, &cur.resource, ops)?;
-        let resource = resource::normalize(kind, patched)?;
-        match kind {
-            ResourceKind::User => {
-                let identity_id = cur.identity_id.clone().unwrap_or_default();
-                self.save_user(
-                    who,
-                    id,
-                    &identity_id,
-                    resource,
-                    Some(&cur),
-                    "scim.user.patched",
-                )
-                .await
+        // Without If-Match a concurrent write is not the client's problem:
+        // read again and retry (a stale version surfaces as 412).
+        let mut tries = 0;
+        loop {
+            let attempt = async {
+                let cur = self.current(kind, id, if_match).await?;
+                let patched = patch::apply(kind, &cur.resource, ops)?;
+                let resource = resource::normalize(kind, patched)?;
+                match kind {
+                    ResourceKind::User => {
+                        let identity_id = cur.identity_id.clone().unwrap_or_default();
+                        self.save_user(
+                            who,
+                            id,
+                            &identity_id,
+                            resource,
+                            Some(&cur),
+                            "scim.user.patched",
+                        )
+                        .await
+                    }
+                    ResourceKind::Group => {
+                        self.save_group(who, id, resource, Some(&cur), "scim.group.patched")
+                            .await
+                    }
+                }
             }
-            ResourceKind::Group => {
-                self.save_group(who, id, resource, Some(&cur), "scim.group.patched")
-                    .await
+            .await;
+            match attempt {
+                Err(e) if e.status == 412 && if_match.is_none() && tries < 5 => tries += 1,
+                other => return other,
             }
         }
     }
