@@ -165,6 +165,20 @@ pub enum SourceFormat {
     Json,
     /// One JSON object per line.
     Jsonl,
+    /// Pushed by a SCIM 2.0 client to `tenure serve`: `columns` and
+    /// `attributes` hold SCIM attribute paths instead of column names.
+    Scim,
+}
+
+/// What a SCIM client's deactivation (`active` set to false, or DELETE) means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeactivatePolicy {
+    /// The person left: their end date becomes the day of the deactivation.
+    #[default]
+    Leaver,
+    /// The person is suspended (every account disabled) until reactivated.
+    Suspend,
 }
 
 /// What a full export's silence about a known person means.
@@ -232,6 +246,17 @@ pub struct SourceConfig {
     /// Employment type when the column is absent or empty.
     #[serde(default = "default_employment_type")]
     pub default_employment_type: String,
+    /// SCIM sources: what a deactivation or a DELETE means.
+    #[serde(default)]
+    pub deactivate: DeactivatePolicy,
+    /// SCIM sources: the window (minutes) over which the mass-change guard
+    /// counts a client's deactivations.
+    #[serde(default = "default_deactivation_window")]
+    pub deactivation_window_minutes: u64,
+}
+
+fn default_deactivation_window() -> u64 {
+    60
 }
 
 fn default_date_format() -> String {

@@ -235,8 +235,50 @@ impl Policy {
         }
 
         // Sources.
+        let scim_sources = config
+            .sources
+            .iter()
+            .filter(|s| s.item.format == crate::config::SourceFormat::Scim)
+            .count();
         for s in &config.sources {
             let l = loc(s.file, s.span.start);
+            let scim = s.item.format == crate::config::SourceFormat::Scim;
+            if scim && s.item.path.is_some() {
+                errs.push(ConfigError {
+                    location: l.clone(),
+                    message: format!(
+                        "source {}: a SCIM source is pushed to `tenure serve` and has no `path`",
+                        s.item.id
+                    ),
+                });
+            }
+            if scim && scim_sources > 1 {
+                errs.push(ConfigError {
+                    location: l.clone(),
+                    message: format!(
+                        "source {}: only one SCIM source may be configured ({scim_sources} are)",
+                        s.item.id
+                    ),
+                });
+            }
+            if !scim && s.item.deactivate != crate::config::DeactivatePolicy::default() {
+                errs.push(ConfigError {
+                    location: l.clone(),
+                    message: format!(
+                        "source {}: `deactivate` applies only to format = \"scim\"",
+                        s.item.id
+                    ),
+                });
+            }
+            if scim && s.item.deactivation_window_minutes == 0 {
+                errs.push(ConfigError {
+                    location: l.clone(),
+                    message: format!(
+                        "source {}: deactivation_window_minutes must be at least 1",
+                        s.item.id
+                    ),
+                });
+            }
             for a in s.item.attributes.keys() {
                 if RESERVED_ATTRIBUTES.contains(&a.as_str()) {
                     errs.push(ConfigError {

@@ -18,6 +18,7 @@ pub mod load;
 pub mod observe;
 pub mod progress;
 pub mod reports;
+pub mod scim;
 pub mod service;
 pub mod suspend;
 

@@ -34,6 +34,28 @@ pub fn load_policy(dir: &Path) -> Result<Policy, EngineError> {
         files.push((p.display().to_string(), text));
     }
     let config = Config::parse(files)?;
+    // SCIM sources name SCIM attribute paths; check them against the User schema.
+    let mut scim_errors = Vec::new();
+    for s in &config.sources {
+        if s.item.format == tenure_core::config::SourceFormat::Scim {
+            for message in crate::scim::check_source(&s.item) {
+                scim_errors.push(tenure_core::config::ConfigError {
+                    location: config.location(s.file, s.span.start),
+                    message,
+                });
+            }
+        }
+    }
+    if !scim_errors.is_empty() {
+        let check = |s: &tenure_core::config::SystemConfig| {
+            tenure_connectors::validate(s).err().unwrap_or_default()
+        };
+        if let Err(tenure_core::config::ConfigErrors(more)) = Policy::compile(config, &check) {
+            scim_errors.extend(more);
+        }
+        scim_errors.sort();
+        return Err(tenure_core::config::ConfigErrors(scim_errors).into());
+    }
     let check = |s: &tenure_core::config::SystemConfig| {
         tenure_connectors::validate(s).err().unwrap_or_default()
     };

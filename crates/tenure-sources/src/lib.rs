@@ -89,6 +89,15 @@ pub fn parse(
         SourceFormat::Csv => csv_source::parse(source, &mapping, bytes, &mut problems),
         SourceFormat::Json => json_source::parse_json(&mapping, bytes, &mut problems),
         SourceFormat::Jsonl => json_source::parse_jsonl(&mapping, bytes, &mut problems),
+        SourceFormat::Scim => {
+            problems.add_general(|| {
+                format!(
+                    "source {:?} receives SCIM pushes (`tenure serve`); it has no file to import",
+                    source.id.as_str()
+                )
+            });
+            Vec::new()
+        }
     };
     problems.finish(records)
 }

@@ -265,7 +265,7 @@ impl<'c> Mapping<'c> {
             .to_owned();
         match self.format {
             SourceFormat::Csv => Field::Column(name),
-            SourceFormat::Json | SourceFormat::Jsonl => Field::Key(name),
+            SourceFormat::Json | SourceFormat::Jsonl | SourceFormat::Scim => Field::Key(name),
         }
     }
 
@@ -510,6 +510,8 @@ mod tests {
                 ("Temp".into(), "contractor".into()),
             ]),
             default_employment_type: "temp".into(),
+            deactivate: Default::default(),
+            deactivation_window_minutes: 60,
         }
     }
 

@@ -120,6 +120,8 @@ pub fn synthetic_source_config(id: SourceId) -> SourceConfig {
         .map(|(k, v)| (s(k), s(v)))
         .collect(),
         default_employment_type: s("employee"),
+        deactivate: Default::default(),
+        deactivation_window_minutes: 60,
     }
 }
 

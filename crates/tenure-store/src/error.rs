@@ -113,6 +113,26 @@ pub enum StoreError {
         source: serde_json::Error,
     },
 
+    /// A conditional write found the row at another version than expected.
+    #[error("{what} in the store at {store}: it was changed since version {expected}")]
+    Stale {
+        /// What the store was doing.
+        what: String,
+        /// Where.
+        store: String,
+        /// The version the caller expected.
+        expected: i64,
+    },
+
+    /// The row to change does not exist.
+    #[error("{what} in the store at {store}: not found")]
+    NotFound {
+        /// What the store was doing.
+        what: String,
+        /// Where.
+        store: String,
+    },
+
     /// The caller asked for something the store cannot represent.
     #[error("invalid request to the store at {store}: {message}")]
     Invalid {

@@ -81,6 +81,19 @@ impl Store {
         upserts: &[Identity],
         audit: Vec<AuditEvent>,
     ) -> Result<(), StoreError> {
+        let what = format!("saving {} identities", upserts.len());
+        let mut tx = self.begin_write(&what).await?;
+        self.upsert_identities_tx(&mut tx, upserts).await?;
+        self.append_audit_tx(&mut tx, audit).await?;
+        self.commit(tx, &what).await
+    }
+
+    /// Upserts identities inside a write transaction (see [`Store::save_identities`]).
+    pub(crate) async fn upsert_identities_tx(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        upserts: &[Identity],
+    ) -> Result<(), StoreError> {
         // Last one wins; sorted by id so that concurrent imports lock rows in
         // the same order (no deadlocks on PostgreSQL).
         let mut by_id: BTreeMap<&str, &Identity> = BTreeMap::new();
@@ -106,11 +119,10 @@ impl Store {
             });
         }
         let what = format!("saving {} identities", rows.len());
-        let mut tx = self.begin_write(&what).await?;
         if !rows.is_empty() {
-            let stamp = self.next_change_stamp(&mut tx, &what).await?;
+            let stamp = self.next_change_stamp(&mut *tx, &what).await?;
             values_chunks(
-                &mut tx,
+                tx,
                 self.dialect,
                 &format!("INSERT INTO identities ({IDENTITY_COLUMNS})"),
                 12,
@@ -139,8 +151,7 @@ impl Store {
             .await
             .map_err(|e| self.db_err(&what, e))?;
         }
-        self.append_audit_tx(&mut tx, audit).await?;
-        self.commit(tx, &what).await
+        Ok(())
     }
 
     pub(crate) fn decode_identity(&self, row: &sqlx::any::AnyRow) -> Result<Identity, StoreError> {

@@ -45,6 +45,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0002_lighter_queue.sql"),
     },
     Migration {
+        version: 3,
+        name: "SCIM service provider: users, values, groups, members; API tokens",
+        sqlite: include_str!("../migrations/sqlite/0003_scim.sql"),
+        postgres: include_str!("../migrations/postgres/0003_scim.sql"),
+    },
+    Migration {
         version: 5,
         name: "planning only what changed: change stamps, record digests, due times",
         sqlite: include_str!("../migrations/sqlite/0005_changes.sql"),

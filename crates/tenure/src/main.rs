@@ -8,6 +8,8 @@
 mod demo;
 mod output;
 mod progress;
+mod serve;
+mod token;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -210,6 +212,18 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Serve Tenure's HTTP endpoints: the SCIM 2.0 service provider at /scim/v2.
+    Serve(serve::ServeArgs),
+    /// Operator commands for the SCIM source (the deactivation guard's override).
+    Scim {
+        #[command(subcommand)]
+        command: serve::ScimCommand,
+    },
+    /// Bearer tokens for `tenure serve`: create (the secret is shown once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
+    },
     /// Run the whole lifecycle on the example organisation (SQLite, nothing to install).
     Demo {
         /// Where to put the demo's files (emptied first if it is an earlier demo).
@@ -328,6 +342,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     };
     let progress = progress::Bars::new();
     match &cli.command {
+        Command::Serve(args) => {
+            let engine = open(&cli, clock).await?;
+            serve::serve(engine, args).await?;
+        }
+        Command::Scim { command } => {
+            let engine = open(&cli, clock).await?;
+            serve::scim_command(&engine, command).await?;
+        }
+        Command::Token { command } => {
+            token::run(&cli.database, clock.now(), command).await?;
+        }
         Command::Check => {
             let policy = tenure_engine::load::load_policy(&cli.config)?;
             let c = policy.config();

@@ -42,6 +42,8 @@ pub fn source(format: SourceFormat) -> SourceConfig {
             ("Contractor".into(), "contractor".into()),
         ]),
         default_employment_type: "employee".into(),
+        deactivate: Default::default(),
+        deactivation_window_minutes: 60,
     }
 }
 

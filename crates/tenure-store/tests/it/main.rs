@@ -20,6 +20,7 @@ mod identities;
 mod perf;
 mod queue;
 mod schema;
+mod scim;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection};

@@ -242,9 +242,9 @@ fn two_processes_share_one_postgres_queue_without_doing_anything_twice() {
 }
 
 /// Drops a test database when it goes out of scope.
-struct DropDatabase {
-    base: String,
-    name: String,
+pub struct DropDatabase {
+    pub base: String,
+    pub name: String,
 }
 
 impl Drop for DropDatabase {

@@ -7,5 +7,6 @@ mod cli;
 mod crash;
 mod ldap_e2e;
 mod scim_e2e;
+mod scim_server;
 mod service;
 mod support;

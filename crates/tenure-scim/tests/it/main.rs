@@ -1,0 +1,4 @@
+//! Integration tests of tenure-scim.
+
+mod filter;
+mod props;

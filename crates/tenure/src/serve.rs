@@ -1,0 +1,170 @@
+//! `tenure serve`: Tenure's HTTP service.
+//!
+//! [`app`] assembles the routes (today the SCIM 2.0 service provider at
+//! `/scim/v2`; health, metrics and the REST API are meant to be nested
+//! beside it); [`serve`] binds, prints the address, and serves plain HTTP or
+//! TLS (rustls, ring) until SIGINT or SIGTERM, then finishes the requests in
+//! flight.
+
+use anyhow::{Context, Result};
+use axum::Router;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tenure_engine::Engine;
+use tenure_engine::scim::ScimService;
+use tenure_scim::{ScimState, ServiceConfig};
+
+/// Options of `tenure serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// TLS certificate chain (PEM); with --tls-key, serve HTTPS.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The public URL of the SCIM root, for `meta.location` (default: from the Host header).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Requests per second each token may make, sustained (0: no limit).
+    #[arg(long, default_value_t = 100)]
+    pub rate: u32,
+    /// Requests a token may make in a burst.
+    #[arg(long, default_value_t = 200)]
+    pub burst: u32,
+    /// The largest request body, in bytes (bulk requests: see --bulk-max-payload).
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub max_body: usize,
+    /// The most operations in one bulk request.
+    #[arg(long, default_value_t = 1000)]
+    pub bulk_max_operations: usize,
+    /// The largest bulk request, in bytes.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub bulk_max_payload: usize,
+}
+
+/// `tenure scim …`: operator commands for the SCIM source.
+#[derive(clap::Subcommand, Debug)]
+pub enum ScimCommand {
+    /// Let a SCIM client deactivate COUNT more people than the mass-change
+    /// guard allows, for MINUTES (recorded in the audit log with your name).
+    AllowDeactivations {
+        /// How many more deactivations.
+        #[arg(long)]
+        count: u64,
+        /// For how long.
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+    },
+}
+
+/// Runs a `tenure scim` command.
+pub async fn scim_command(engine: &Engine, cmd: &ScimCommand) -> Result<()> {
+    match cmd {
+        ScimCommand::AllowDeactivations { count, minutes } => {
+            let until = tenure_engine::scim::allow_deactivations(engine, *count, *minutes).await?;
+            println!(
+                "SCIM clients may deactivate {count} more people than the mass-change guard allows, until {}",
+                until.format("%Y-%m-%d %H:%M UTC")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Every route of the service.
+pub fn app(engine: Arc<Engine>, args: &ServeArgs) -> Result<Router> {
+    let scim = ScimService::new(Arc::clone(&engine))?;
+    let config = ServiceConfig {
+        public_url: args.public_url.clone(),
+        base_path: "/scim/v2".into(),
+        tls: args.tls_cert.is_some(),
+        max_body_bytes: args.max_body,
+        bulk_max_operations: args.bulk_max_operations,
+        bulk_max_payload: args.bulk_max_payload,
+        requests_per_second: args.rate,
+        burst: args.burst,
+        ..ServiceConfig::default()
+    };
+    let state = ScimState::new(Arc::new(scim), config);
+    Ok(Router::new().nest("/scim/v2", tenure_scim::router(state)))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Serves until SIGINT or SIGTERM.
+pub async fn serve(engine: Engine, args: &ServeArgs) -> Result<()> {
+    let engine = Arc::new(engine);
+    let router = app(Arc::clone(&engine), args)?;
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load the TLS certificate {} and key {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            let listener = std::net::TcpListener::bind(args.listen)
+                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            listener.set_nonblocking(true)?;
+            let addr = listener.local_addr()?;
+            println!("listening on https://{addr}/scim/v2");
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            });
+            axum_server::from_tcp_rustls(listener, tls)?
+                .handle(handle)
+                .serve(router.into_make_service())
+                .await
+                .context("serving HTTPS")?;
+        }
+        _ => {
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            println!("listening on http://{}/scim/v2", listener.local_addr()?);
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .context("serving HTTP")?;
+        }
+    }
+    engine.store.close().await;
+    Ok(())
+}
