@@ -67,9 +67,34 @@ impl SuspendReport {
 }
 
 /// Suspends (`suspend` true) or resumes one identity everywhere, and with
-/// `execute` waits for every system's confirmation.
+/// `execute` waits for every system's confirmation. The audit log names the
+/// engine's actor.
 pub async fn set_suspended(
     engine: &Engine,
+    id: &IdentityId,
+    suspend: bool,
+    reason: &str,
+    execute: bool,
+    progress: &dyn Progress,
+) -> Result<SuspendReport, EngineError> {
+    set_suspended_by(
+        engine,
+        &engine.actor,
+        id,
+        suspend,
+        reason,
+        execute,
+        progress,
+    )
+    .await
+}
+
+/// [`set_suspended`], recorded in the audit log as done by `actor` (a
+/// service's caller, such as `token:NAME`).
+#[allow(clippy::too_many_arguments)]
+pub async fn set_suspended_by(
+    engine: &Engine,
+    actor: &str,
     id: &IdentityId,
     suspend: bool,
     reason: &str,
@@ -89,7 +114,7 @@ pub async fn set_suspended(
         .await?
         .ok_or_else(|| EngineError::UnknownIdentity(id.clone()))?;
     let unchanged = identity.suspended == suspend;
-    let event = engine.event(
+    let mut event = engine.event(
         if suspend {
             "identity.suspended"
         } else {
@@ -99,6 +124,7 @@ pub async fn set_suspended(
         reason.to_owned(),
         serde_json::json!({ "already": unchanged }),
     );
+    actor.clone_into(&mut event.actor);
     if unchanged {
         engine.store.append_audit(vec![event]).await?;
     } else {

@@ -6,6 +6,7 @@
 //! It holds no lifecycle logic of its own.
 
 mod demo;
+mod ops;
 mod output;
 mod progress;
 mod serve;

@@ -11,6 +11,7 @@ use axum::Router;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tenure_engine::Engine;
 use tenure_engine::scim::ScimService;
 use tenure_scim::{ScimState, ServiceConfig};
@@ -45,6 +46,10 @@ pub struct ServeArgs {
     /// The largest bulk request, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub bulk_max_payload: usize,
+    /// Serve HTTP only: do not watch sources, plan, reconcile or execute the
+    /// queue (another `tenure serve` or `tenure work` does).
+    #[arg(long)]
+    pub no_scheduler: bool,
 }
 
 /// `tenure scim …`: operator commands for the SCIM source.
@@ -76,8 +81,24 @@ pub async fn scim_command(engine: &Engine, cmd: &ScimCommand) -> Result<()> {
     Ok(())
 }
 
-/// Every route of the service.
-pub fn app(engine: Arc<Engine>, args: &ServeArgs) -> Result<Router> {
+/// Whether a SCIM source is configured (then `/scim/v2` is served).
+fn scim_enabled(engine: &Engine) -> bool {
+    engine
+        .policy
+        .config()
+        .sources
+        .iter()
+        .any(|s| s.item.format == tenure_core::config::SourceFormat::Scim)
+}
+
+/// Every route of the service. `ready` is set once the scheduler finished its first round.
+pub fn app(engine: Arc<Engine>, args: &ServeArgs, ready: Arc<AtomicBool>) -> Result<Router> {
+    let ops = crate::ops::OpsState::new(Arc::clone(&engine), ready);
+    let router = Router::new().merge(crate::ops::router(ops));
+    if !scim_enabled(&engine) {
+        // Nothing pushes people in over SCIM: the service still runs the lifecycle.
+        return Ok(router);
+    }
     let scim = ScimService::new(Arc::clone(&engine))?;
     let config = ServiceConfig {
         public_url: args.public_url.clone(),
@@ -91,7 +112,7 @@ pub fn app(engine: Arc<Engine>, args: &ServeArgs) -> Result<Router> {
         ..ServiceConfig::default()
     };
     let state = ScimState::new(Arc::new(scim), config);
-    Ok(Router::new().nest("/scim/v2", tenure_scim::router(state)))
+    Ok(router.nest("/scim/v2", tenure_scim::router(state)))
 }
 
 async fn shutdown_signal() {
@@ -121,10 +142,61 @@ async fn shutdown_signal() {
     }
 }
 
+/// The scheduler's loop: a round every `[service] tick` until `stop` says so.
+/// A round in progress is finished first (its batches complete or their
+/// leases expire for another process to take over).
+async fn schedule(
+    engine: Arc<Engine>,
+    ready: Arc<AtomicBool>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let scheduler = tenure_engine::service::Scheduler::new(&engine);
+    let tick = engine
+        .policy
+        .service()
+        .tick
+        .to_std()
+        .unwrap_or(std::time::Duration::from_secs(1));
+    loop {
+        let report = scheduler.tick().await;
+        ready.store(true, Ordering::SeqCst);
+        if !report.imported.is_empty()
+            || report.planned > 0
+            || !report.reconciled.is_empty()
+            || report.executed.done + report.executed.failed > 0
+        {
+            tracing::info!(
+                imported = report.imported.len(),
+                planned = report.planned,
+                reconciled = report.reconciled.len(),
+                done = report.executed.done,
+                failed = report.executed.failed,
+                "scheduler round"
+            );
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            () = tokio::time::sleep(tick) => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+}
+
 /// Serves until SIGINT or SIGTERM.
 pub async fn serve(engine: Engine, args: &ServeArgs) -> Result<()> {
     let engine = Arc::new(engine);
-    let router = app(Arc::clone(&engine), args)?;
+    let ready = Arc::new(AtomicBool::new(args.no_scheduler));
+    let router = app(Arc::clone(&engine), args, Arc::clone(&ready))?;
+    let suffix = if scim_enabled(&engine) {
+        "/scim/v2"
+    } else {
+        ""
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let scheduler = (!args.no_scheduler)
+        .then(|| tokio::spawn(schedule(Arc::clone(&engine), Arc::clone(&ready), stopped)));
     match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -141,7 +213,7 @@ pub async fn serve(engine: Engine, args: &ServeArgs) -> Result<()> {
                 .with_context(|| format!("cannot listen on {}", args.listen))?;
             listener.set_nonblocking(true)?;
             let addr = listener.local_addr()?;
-            println!("listening on https://{addr}/scim/v2");
+            println!("listening on https://{addr}{suffix}");
             let handle = axum_server::Handle::new();
             let h = handle.clone();
             tokio::spawn(async move {
@@ -158,12 +230,18 @@ pub async fn serve(engine: Engine, args: &ServeArgs) -> Result<()> {
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;
-            println!("listening on http://{}/scim/v2", listener.local_addr()?);
+            println!("listening on http://{}{suffix}", listener.local_addr()?);
             axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown_signal())
                 .await
                 .context("serving HTTP")?;
         }
+    }
+    let _ = stop.send(true);
+    if let Some(s) = scheduler
+        && let Err(e) = s.await
+    {
+        tracing::error!(error = %e, "the scheduler stopped abnormally");
     }
     engine.store.close().await;
     Ok(())

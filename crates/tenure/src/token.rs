@@ -8,7 +8,7 @@ use clap::Subcommand;
 use tenure_store::Store;
 
 /// The scopes a token may hold.
-pub const KNOWN_SCOPES: &[&str] = &["scim:read", "scim:write"];
+pub const KNOWN_SCOPES: &[&str] = &["scim:read", "scim:write", "suspend"];
 
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
@@ -17,7 +17,7 @@ pub enum TokenCommand {
         /// A unique name (the audit log's actor is `token:NAME`).
         #[arg(long)]
         name: String,
-        /// A scope (repeat for several): scim:read, scim:write.
+        /// A scope (repeat for several): scim:read, scim:write, suspend (the emergency suspend API).
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         /// Days until it expires (default: never).

@@ -8,5 +8,6 @@ mod crash;
 mod ldap_e2e;
 mod scim_e2e;
 mod scim_server;
+mod serve_ops;
 mod service;
 mod support;

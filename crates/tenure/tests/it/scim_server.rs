@@ -89,7 +89,8 @@ impl Server {
             .ok();
         let token = r.stdout.trim().to_owned();
         assert!(token.starts_with("tnr_"), "{}", r.stdout);
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        // SCIM only: the lifecycle tests plan and apply themselves.
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--no-scheduler"];
         args.extend_from_slice(extra);
         let mut child = org
             .command(&args)
