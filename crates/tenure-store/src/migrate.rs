@@ -44,10 +44,22 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_lighter_queue.sql"),
         postgres: include_str!("../migrations/postgres/0002_lighter_queue.sql"),
     },
+    Migration {
+        version: 4,
+        name: "notification outbox",
+        sqlite: include_str!("../migrations/sqlite/0004_outbox.sql"),
+        postgres: include_str!("../migrations/postgres/0004_outbox.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// The versions of every migration this build knows, in order (not always
+/// contiguous: versions are reserved per branch of development).
+pub fn schema_versions() -> Vec<i64> {
+    MIGRATIONS.iter().map(|m| m.version).collect()
+}
 
 /// The advisory lock key migrations hold on PostgreSQL ("tenure" in ASCII).
 const PG_LOCK_KEY: i64 = 0x7465_6e75_7265;

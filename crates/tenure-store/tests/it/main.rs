@@ -16,6 +16,7 @@
 
 mod audit;
 mod identities;
+mod outbox;
 mod perf;
 mod queue;
 mod schema;
