@@ -20,6 +20,7 @@ use crate::config::{Config, ConfigError, Located, Location, SecretRef};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use toml::Spanned;
 
 /// Something that happened to an identity that people or systems are told about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -193,7 +194,7 @@ pub struct NotificationsConfig {
     pub retry_seconds: u64,
     /// E-mail routes.
     #[serde(default)]
-    pub email: Vec<EmailRoute>,
+    pub email: Vec<Spanned<EmailRoute>>,
 }
 
 fn default_email_attribute() -> String {
@@ -226,7 +227,7 @@ pub struct WebhookConfig {
     /// Identifier (letters, digits, `-`, `_`, `.`).
     pub id: String,
     /// Where to POST.
-    pub url: String,
+    pub url: Spanned<String>,
     /// The HMAC-SHA256 key, as a reference.
     pub secret: SecretRef,
     /// The events sent (default: every event).
@@ -328,7 +329,7 @@ pub struct SetReceiverConfig {
     /// Identifier.
     pub id: String,
     /// The push endpoint (RFC 8935).
-    pub url: String,
+    pub url: Spanned<String>,
     /// A bearer token the endpoint requires, as a reference.
     #[serde(default)]
     pub token: Option<SecretRef>,
@@ -410,6 +411,7 @@ pub fn check(config: &Config) -> Vec<ConfigError> {
 
     let notifications = config.notifications.as_ref();
     if let Some(n) = notifications {
+        let notifications_file = n.file;
         let l = config.location(n.file, n.span.start);
         let n = &n.item;
         for (name, addr) in &n.addresses {
@@ -455,8 +457,10 @@ pub fn check(config: &Config) -> Vec<ConfigError> {
                 "[notifications] templates must name a directory".into(),
             );
         }
-        for (i, route) in n.email.iter().enumerate() {
+        for (i, spanned) in n.email.iter().enumerate() {
             let what = format!("[[notifications.email]] #{}", i + 1);
+            let l = config.location(notifications_file, spanned.span().start);
+            let route = spanned.get_ref();
             if route.events.is_empty() {
                 push(l.clone(), format!("{what}: events must not be empty"));
             }
@@ -501,8 +505,11 @@ pub fn check(config: &Config) -> Vec<ConfigError> {
         } else {
             seen.insert(id, l.clone());
         }
-        if let Some(m) = url_problem(&w.item.url) {
-            push(l.clone(), format!("webhook {id}: url: {m}"));
+        if let Some(m) = url_problem(w.item.url.get_ref()) {
+            push(
+                config.location(w.file, w.item.url.span().start),
+                format!("webhook {id}: url: {m}"),
+            );
         }
         if let Some(m) = secret_problem(&w.item.secret) {
             push(l.clone(), format!("webhook {id}: secret: {m}"));
@@ -543,8 +550,11 @@ pub fn check(config: &Config) -> Vec<ConfigError> {
             if !seen.insert(id) {
                 push(l.clone(), format!("{what}: the id is used twice"));
             }
-            if let Some(m) = url_problem(&r.url) {
-                push(l.clone(), format!("{what}: url: {m}"));
+            if let Some(m) = url_problem(r.url.get_ref()) {
+                push(
+                    config.location(se.file, r.url.span().start),
+                    format!("{what}: url: {m}"),
+                );
             }
             if let Some(t) = &r.token
                 && let Some(m) = secret_problem(t)
@@ -772,7 +782,7 @@ secret = { env = "X" }
         );
         assert!(
             p.iter()
-                .any(|m| m.starts_with("n.toml:2:") && m.contains("\"hr\"")),
+                .any(|m| m.starts_with("n.toml:3:") && m.contains("\"hr\"")),
             "{p:#?}"
         );
         assert!(
@@ -781,7 +791,7 @@ secret = { env = "X" }
         );
         assert!(
             p.iter()
-                .any(|m| m.starts_with("n.toml:7:") && m.contains("plain http://")),
+                .any(|m| m.starts_with("n.toml:9:") && m.contains("plain http://")),
             "{p:#?}"
         );
         let p = problems(

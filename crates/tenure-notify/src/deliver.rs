@@ -86,7 +86,7 @@ impl Dispatcher {
             webhooks.insert(
                 w.id.clone(),
                 Webhook {
-                    url: w.url.clone(),
+                    url: w.url.get_ref().clone(),
                     secret: secret::read(
                         &format!("webhook {}: secret", w.id),
                         &w.secret,
@@ -118,7 +118,7 @@ impl Dispatcher {
             receivers.insert(
                 r.id.clone(),
                 Receiver {
-                    url: r.url.clone(),
+                    url: r.url.get_ref().clone(),
                     token,
                     timeout: Duration::from_secs(r.timeout_seconds),
                 },

@@ -86,7 +86,7 @@ impl Notifier {
             templates,
             email_attribute: n.email_attribute,
             addresses: n.addresses,
-            email_routes: n.email,
+            email_routes: n.email.into_iter().map(toml::Spanned::into_inner).collect(),
             webhooks: config
                 .webhooks
                 .iter()

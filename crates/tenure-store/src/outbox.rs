@@ -19,7 +19,7 @@
 
 use crate::StoreError;
 use crate::queue::RetryPolicy;
-use crate::sql::{duration_micros, from_micros, micros, to_i64};
+use crate::sql::{duration_micros, from_micros, micros, to_i64, values_chunks};
 use crate::store::{Dialect, Store};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -180,26 +180,29 @@ impl Store {
         let what = format!("enqueueing {} notification deliveries", items.len());
         let now_us = micros(now);
         let mut tx = self.begin_write(&what).await?;
-        let mut added = 0;
-        for d in items {
-            added += sqlx::query(
-                "INSERT INTO deliveries (dedup_key, channel, target, event, subject, payload, \
-                 state, attempts, next_attempt_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7) \
-                 ON CONFLICT (dedup_key) DO NOTHING",
-            )
-            .bind(d.dedup_key.as_str())
-            .bind(d.channel.as_str())
-            .bind(d.target.as_str())
-            .bind(d.event.as_str())
-            .bind(d.subject.as_deref())
-            .bind(d.payload.as_str())
-            .bind(now_us)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.db_err(&what, e))?
-            .rows_affected();
-        }
+        let added = values_chunks(
+            &mut tx,
+            self.dialect,
+            "INSERT INTO deliveries (dedup_key, channel, target, event, subject, payload, \
+             state, attempts, next_attempt_at, created_at)",
+            10,
+            " ON CONFLICT (dedup_key) DO NOTHING",
+            items,
+            |q, d| {
+                q.bind(d.dedup_key.clone())
+                    .bind(d.channel.as_str())
+                    .bind(d.target.clone())
+                    .bind(d.event.clone())
+                    .bind(d.subject.clone())
+                    .bind(d.payload.clone())
+                    .bind("pending")
+                    .bind(0i64)
+                    .bind(now_us)
+                    .bind(now_us)
+            },
+        )
+        .await
+        .map_err(|e| self.db_err(&what, e))?;
         self.commit(tx, &what).await?;
         Ok(added)
     }

@@ -58,7 +58,9 @@ async fn signed_and_delivered_once(db: TestDb) -> TestResult {
     let dispatcher = Dispatcher::new(&cfg, dir.path())?;
 
     let n = notice("leaver:E1042:2026-11-24", NoticeKind::Leaver, t0());
-    let e = notifier.enqueue(&store, std::slice::from_ref(&n), t0()).await?;
+    let e = notifier
+        .enqueue(&store, std::slice::from_ref(&n), t0())
+        .await?;
     assert_eq!((e.added, e.skipped.len()), (1, 0), "{e:?}");
     let stats = deliver_due(&store, t0() + secs(2), &dispatcher, 100).await?;
     assert_eq!(
