@@ -8,6 +8,7 @@
 //! start:   let notifier   = Notifier::new(&config, config_dir)?;    // templates, SET key
 //!          let dispatcher = Dispatcher::new(&config, config_dir)?;  // secrets, HTTP, SMTP
 //!          serve notifier.jwks() at /.well-known/jwks.json
+//! check:   check_templates(&config, config_dir)?                  // `tenure check`: no secrets read
 //! events:  notifier.enqueue(&store, &[notice], now).await?          // leaver, suspend, failure…
 //! tick:    deliver_due(&store, now, &dispatcher, 100).await?        // send what is due
 //! ```
@@ -59,6 +60,6 @@ pub mod webhook;
 pub use deliver::{CLAIM_LEASE, DeliveryStats, Dispatcher, deliver_due};
 pub use error::NotifyError;
 pub use notice::{Notice, NoticeIdentity};
-pub use notifier::{Enqueued, Notifier, message_id};
+pub use notifier::{Enqueued, Notifier, check_templates, message_id};
 pub use templates::{RenderedEmail, Templates};
 pub use tenure_core::config::NoticeKind;

@@ -46,6 +46,18 @@ pub fn message_id(dedup_key: &str) -> String {
     hex::encode(&d[..16])
 }
 
+/// Loads and test-renders the e-mail templates the configuration uses (the
+/// shipped ones and those in `[notifications] templates`), reading no
+/// secret: for `tenure check`, which validates without credentials.
+pub fn check_templates(config: &Config, config_dir: &Path) -> Result<(), NotifyError> {
+    let dir = config
+        .notifications
+        .as_ref()
+        .and_then(|n| n.item.templates.as_deref())
+        .map(|t| config_dir.join(t));
+    Templates::load(dir.as_deref(), &declared_attributes(config)).map(|_| ())
+}
+
 impl Notifier {
     /// Loads the templates (test-rendering each one with every attribute the
     /// sources declare) and the SET signing key. Secrets other than the

@@ -171,3 +171,27 @@ async fn a_recipient_without_address_is_reported() -> TestResult {
     );
     Ok(())
 }
+
+/// `tenure check` can test the templates without any secret: a typo in a
+/// user template is named with its file and line.
+#[tokio::test]
+async fn check_templates_names_the_broken_template() -> TestResult {
+    let dir = ConfigDir::new(&config(25, "templates = \"mail\""))?;
+    std::fs::create_dir_all(dir.path().join("mail"))?;
+    std::fs::write(
+        dir.path().join("mail/joiner.txt"),
+        "Subject: Hi\n\n{{ notice.identity.display_nam }}\n",
+    )?;
+    let cfg = dir.config()?;
+    let Err(e) = tenure_notify::check_templates(&cfg, dir.path()) else {
+        return Err("a typo must be found".into());
+    };
+    let m = e.to_string();
+    assert!(m.contains("mail/joiner.txt") && m.contains("line 3"), "{m}");
+    std::fs::write(
+        dir.path().join("mail/joiner.txt"),
+        "Subject: Hi\n\n{{ notice.identity.display_name }}\n",
+    )?;
+    tenure_notify::check_templates(&cfg, dir.path())?;
+    Ok(())
+}

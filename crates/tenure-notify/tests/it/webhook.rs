@@ -247,7 +247,58 @@ async fn survives_a_restart(db: TestDb) -> TestResult {
     Ok(())
 }
 
+/// Two processes delivering from one store at once: every message is sent
+/// exactly once.
+async fn two_processes_send_each_message_once(db: TestDb) -> TestResult {
+    let r = Receiver::start(&[(200, "")]).await?;
+    let dir = ConfigDir::new(&hooks(&[("r", &r.url, "[]")], ""))?;
+    let cfg = dir.config()?;
+    let a = db.store().await?;
+    let b = db.store().await?;
+    let notifier = Notifier::new(&cfg, dir.path())?;
+    let notices: Vec<_> = (0..60)
+        .map(|i| notice(&format!("n{i}"), NoticeKind::Leaver, t0()))
+        .collect();
+    assert_eq!(notifier.enqueue(&a, &notices, t0()).await?.added, 60);
+    let work = |store: tenure_store::Store| {
+        let cfg = cfg.clone();
+        let path = dir.path().to_path_buf();
+        tokio::spawn(async move {
+            let d = Dispatcher::new(&cfg, &path).map_err(|e| e.to_string())?;
+            let mut sent = 0;
+            loop {
+                let s = deliver_due(&store, t0(), &d, 7)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if s.delivered == 0 {
+                    return Ok::<u64, String>(sent);
+                }
+                sent += s.delivered;
+            }
+        })
+    };
+    let (x, y) = tokio::join!(work(a), work(b));
+    assert_eq!(x?? + y??, 60);
+    let mut ids: Vec<String> = r
+        .received()
+        .iter()
+        .filter_map(|g| {
+            g.headers
+                .get("tenure-delivery")?
+                .to_str()
+                .ok()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(ids.len(), 60);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 60, "no message was sent twice");
+    Ok(())
+}
+
 both!(
+    two_processes_send_each_message_once,
     signed_and_delivered_once,
     down_receiver_backs_off_then_fails_alone,
     status_codes,
