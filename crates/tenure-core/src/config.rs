@@ -16,11 +16,19 @@
 //! [[role]]                   # business roles
 //! [[rule]]                   # birthright rules (CEL)
 //! [[deprovisioning]]         # leaver policies per population (CEL)
+//! [smtp]                     # notifications: see crate::notify_config
+//! [notifications]
+//! [[webhook]]
+//! [security_events]
 //! ```
 //!
 //! See `docs/configuration.md` for every key.
 
 use crate::ids::{EntitlementName, IdError, PolicyId, RoleId, RuleId, SourceId, SystemId};
+pub use crate::notify_config::{
+    EmailRoute, NoticeKind, NotificationsConfig, SecurityEventsConfig, SetAlgorithm, SetEvent,
+    SetReceiverConfig, SmtpConfig, SmtpTls, SubjectConfig, SubjectFormat, WebhookConfig,
+};
 use crate::plan::{OrphanPolicy, StepAction};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -409,6 +417,14 @@ struct RawFile {
     rules: Vec<Spanned<RuleConfig>>,
     #[serde(default)]
     deprovisioning: Vec<Spanned<DeprovisioningConfig>>,
+    #[serde(default)]
+    smtp: Option<Spanned<SmtpConfig>>,
+    #[serde(default)]
+    notifications: Option<Spanned<NotificationsConfig>>,
+    #[serde(default, rename = "webhook")]
+    webhooks: Vec<Spanned<WebhookConfig>>,
+    #[serde(default)]
+    security_events: Option<Spanned<SecurityEventsConfig>>,
 }
 
 /// An item of the configuration with the file it came from.
@@ -443,6 +459,14 @@ pub struct Config {
     pub rules: Vec<Located<RuleConfig>>,
     /// Deprovisioning policies, in order of precedence.
     pub deprovisioning: Vec<Located<DeprovisioningConfig>>,
+    /// The SMTP server for e-mail notifications.
+    pub smtp: Option<Located<SmtpConfig>>,
+    /// Notification settings and e-mail routes.
+    pub notifications: Option<Located<NotificationsConfig>>,
+    /// Webhooks.
+    pub webhooks: Vec<Located<WebhookConfig>>,
+    /// Security event tokens: signing and receivers.
+    pub security_events: Option<Located<SecurityEventsConfig>>,
 }
 
 /// Turns a byte offset into a 1-based line and column.
@@ -469,6 +493,7 @@ impl Config {
         };
         let mut errors = Vec::new();
         let mut guard_seen: Option<Location> = None;
+        let mut singles: BTreeMap<&'static str, Location> = BTreeMap::new();
         for (idx, (name, text)) in files.iter().enumerate() {
             let raw: RawFile = match toml::from_str(text) {
                 Ok(r) => r,
@@ -498,6 +523,35 @@ impl Config {
                     cfg.guard = g.into_inner();
                 }
             }
+            // Tables that may appear once in the whole directory.
+            let mut once = |table: &'static str, start: usize, errors: &mut Vec<ConfigError>| {
+                let here = loc_of(name, text, start);
+                if let Some(first) = singles.get(table) {
+                    errors.push(ConfigError {
+                        location: here,
+                        message: format!("[{table}] is already set at {first}"),
+                    });
+                    false
+                } else {
+                    singles.insert(table, here);
+                    true
+                }
+            };
+            if let Some(t) = raw.smtp
+                && once("smtp", t.span().start, &mut errors)
+            {
+                cfg.smtp = Some(located(t, idx));
+            }
+            if let Some(t) = raw.notifications
+                && once("notifications", t.span().start, &mut errors)
+            {
+                cfg.notifications = Some(located(t, idx));
+            }
+            if let Some(t) = raw.security_events
+                && once("security_events", t.span().start, &mut errors)
+            {
+                cfg.security_events = Some(located(t, idx));
+            }
             fn take<T>(v: Vec<Spanned<T>>, idx: usize) -> impl Iterator<Item = Located<T>> {
                 v.into_iter().map(move |s| {
                     let span = s.span();
@@ -525,6 +579,7 @@ impl Config {
             cfg.roles.extend(take(raw.roles, idx));
             cfg.rules.extend(take(raw.rules, idx));
             cfg.deprovisioning.extend(take(raw.deprovisioning, idx));
+            cfg.webhooks.extend(take(raw.webhooks, idx));
         }
         cfg.files = files;
         if errors.is_empty() {
@@ -554,6 +609,15 @@ impl Config {
     /// Looks up a source by id.
     pub fn source(&self, id: &SourceId) -> Option<&SourceConfig> {
         self.sources.iter().map(|s| &s.item).find(|s| &s.id == id)
+    }
+}
+
+fn located<T>(s: Spanned<T>, file: usize) -> Located<T> {
+    let span = s.span();
+    Located {
+        item: s.into_inner(),
+        file,
+        span,
     }
 }
 

@@ -15,6 +15,7 @@ pub mod events;
 pub mod guard;
 pub mod identity;
 pub mod ids;
+pub mod notify_config;
 pub mod plan;
 pub mod policy;
 pub mod render;

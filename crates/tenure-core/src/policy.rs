@@ -218,6 +218,9 @@ impl Policy {
             &mut errs,
         );
 
+        // Notifications, webhooks and security event tokens.
+        errs.extend(crate::notify_config::check(&config));
+
         // Guard.
         let g = config.guard;
         if !(g.max_deprovision_percent > 0.0 && g.max_deprovision_percent <= 100.0) {

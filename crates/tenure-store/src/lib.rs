@@ -1,5 +1,5 @@
 //! Tenure's durable store: identities, account links, plans, the durable
-//! operation queue and the hash-chained audit log.
+//! operation queue, the hash-chained audit log and the notification outbox.
 //!
 //! Two databases are supported through one [`sqlx::AnyPool`]: SQLite (the
 //! embedded default: a file created and migrated on first use, in WAL mode)
@@ -24,6 +24,7 @@ mod error;
 mod header;
 mod identities;
 mod migrate;
+mod outbox;
 mod queue;
 mod scim;
 mod scim_sql;
@@ -36,6 +37,7 @@ mod url;
 pub use changes::{IdentityDigest, PlanCursor};
 pub use error::StoreError;
 pub use migrate::{SCHEMA_VERSION, schema_versions};
+pub use outbox::{Channel, Delivery, DeliveryCounts, DeliveryState, NewDelivery};
 pub use queue::{MAX_BACKOFF, OpState, PlanId, QueueCounts, QueuedOperation, RetryPolicy};
 pub use scim::{GroupWrite, ScimQueryError, ScimRecord, UserWrite};
 pub use service::SystemHealth;

@@ -51,6 +51,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0003_scim.sql"),
     },
     Migration {
+        version: 4,
+        name: "notification outbox",
+        sqlite: include_str!("../migrations/sqlite/0004_outbox.sql"),
+        postgres: include_str!("../migrations/postgres/0004_outbox.sql"),
+    },
+    Migration {
         version: 5,
         name: "planning only what changed: change stamps, record digests, due times",
         sqlite: include_str!("../migrations/sqlite/0005_changes.sql"),

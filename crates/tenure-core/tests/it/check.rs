@@ -631,3 +631,55 @@ fn syntax_errors_stop_before_compilation_and_name_every_file() {
     );
     assert_eq!(errs[3].location.file, "bad4.toml");
 }
+
+/// Notification settings are checked with the rest, each problem at its
+/// file and line; a notification table set twice names the first.
+#[test]
+fn notification_problems_are_located() {
+    let text = r#"
+[notifications]
+addresses = { it = "it@example.com" }
+
+[[notifications.email]]
+events = ["leaver"]
+to = ["person", "hr"]
+
+[[webhook]]
+id = "siem"
+url = "http://siem.example.com/hook"
+secret = { env = "SIEM_SECRET" }
+"#;
+    let errs = problems(files_with(&[("notify.toml", text)]));
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert_at(
+        &errs[1],
+        "notify.toml",
+        5,
+        &["\"hr\"", "[notifications.addresses]"],
+    );
+    assert_at(&errs[0], "notify.toml", 2, &["[smtp]"]);
+    assert_at(&errs[2], "notify.toml", 11, &["webhook siem", "https://"]);
+
+    let e = only_problem(
+        "events.toml",
+        "[[webhook]]\nid = \"a\"\nurl = \"https://a.example\"\nsecret = { env = \"A\" }\nevents = [\"leavers\"]\n",
+    );
+    assert_at(&e, "events.toml", 5, &["leavers"]);
+
+    let twice = files_with(&[
+        ("a.toml", "[smtp]\nhost = \"a\"\nfrom = \"t@example.com\"\n"),
+        (
+            "b.toml",
+            "\n[smtp]\nhost = \"b\"\nfrom = \"t@example.com\"\n",
+        ),
+    ]);
+    let Err(ConfigErrors(errs)) = Config::parse(twice) else {
+        panic!("two [smtp] tables must be refused")
+    };
+    assert_at(
+        &errs[0],
+        "b.toml",
+        2,
+        &["[smtp] is already set at a.toml:1"],
+    );
+}

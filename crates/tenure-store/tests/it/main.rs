@@ -17,6 +17,7 @@
 mod audit;
 mod changes;
 mod identities;
+mod outbox;
 mod perf;
 mod queue;
 mod schema;
