@@ -38,6 +38,8 @@ pub struct Engine {
     pub lease: std::time::Duration,
     /// How many operations one claim takes.
     pub batch: usize,
+    /// Turns lifecycle events into notifications, when any are configured.
+    pub notifier: Option<Arc<tenure_notify::Notifier>>,
 }
 
 /// A plan with what the engine learnt while making it.
@@ -143,6 +145,15 @@ impl Engine {
             })?;
         let config_dir = config_dir.as_path();
         let store = Store::open(database_url).await?;
+        let cfg = policy.config();
+        let notifier = if cfg.notifications.is_some()
+            || !cfg.webhooks.is_empty()
+            || cfg.security_events.is_some()
+        {
+            Some(Arc::new(tenure_notify::Notifier::new(cfg, config_dir)?))
+        } else {
+            None
+        };
         let mut connectors: BTreeMap<SystemId, Arc<dyn Connector>> = BTreeMap::new();
         for s in &policy.config().systems {
             let c = tenure_connectors::build(&s.item, config_dir).await?;
@@ -158,6 +169,7 @@ impl Engine {
             actor,
             lease: std::time::Duration::from_secs(30),
             batch: crate::executor::BATCH,
+            notifier,
         })
     }
 

@@ -32,6 +32,9 @@ pub enum EngineError {
     /// No such source in the configuration.
     #[error("no source {0:?} in the configuration (known: {1})")]
     UnknownSource(String, String),
+    /// Notifications could not be set up (templates, signing key).
+    #[error(transparent)]
+    Notify(#[from] tenure_notify::NotifyError),
     /// No identity with this id is stored.
     #[error(
         "no identity {0} is known (ids are the source's person ids, as `tenure report access` shows them)"

@@ -143,7 +143,24 @@ impl<'a> Executor<'a> {
             ((*h != before).then(|| h.clone()), events)
         };
         if let Some(h) = updated {
+            let notices: Vec<_> = events
+                .iter()
+                .map(|e| {
+                    let kind = if e.action == "system.quarantined" {
+                        tenure_core::config::NoticeKind::Quarantine
+                    } else {
+                        tenure_core::config::NoticeKind::QuarantineLifted
+                    };
+                    self.engine.system_notice(
+                        kind,
+                        system.as_str(),
+                        &now.timestamp_micros().to_string(),
+                        e.reason.clone(),
+                    )
+                })
+                .collect();
             self.engine.store.set_system_health(&h, events).await?;
+            self.engine.notify(notices).await;
         }
         Ok(())
     }
@@ -362,6 +379,24 @@ impl<'a> Executor<'a> {
                 .store
                 .complete(&self.worker, now, &[], &permanent, refuse)
                 .await?;
+            if self.engine.notifies() {
+                let notices = permanent
+                    .iter()
+                    .map(|(q, e)| {
+                        self.engine.system_notice(
+                            tenure_core::config::NoticeKind::Failure,
+                            q.operation.system.as_str(),
+                            &format!("operation-{}", q.id),
+                            format!(
+                                "{} of {} failed and waits for an operator (`tenure queue --retry-failed`): {e}",
+                                q.operation.action.name(),
+                                q.operation.account
+                            ),
+                        )
+                    })
+                    .collect();
+                self.engine.notify(notices).await;
+            }
         }
         Ok(ExecStats {
             done: done.len() as u64,

@@ -174,6 +174,7 @@ pub async fn import(
         .store
         .save_identities(&classification.upserts, events)
         .await?;
+    notify_changes(engine, &classification.changes).await;
     Ok(ImportReport {
         source: src.id.clone(),
         file,
@@ -182,6 +183,37 @@ pub async fn import(
         guard: guard.clone(),
         overridden: guard.blocked,
     })
+}
+
+/// Tells people about joiners, movers, leavers and rehires (when
+/// notifications are configured).
+pub async fn notify_changes(engine: &Engine, changes: &[IdentityChange]) {
+    use tenure_core::config::NoticeKind;
+    if !engine.notifies() {
+        return;
+    }
+    let today = engine.clock.now().date_naive().to_string();
+    let mut notices = Vec::new();
+    for c in changes {
+        let kind = match c.kind {
+            ChangeKind::Joiner => NoticeKind::Joiner,
+            ChangeKind::Mover => NoticeKind::Mover,
+            ChangeKind::Leaver => NoticeKind::Leaver,
+            ChangeKind::Rehire => NoticeKind::Rehire,
+            _ => continue,
+        };
+        let detail = c.note.clone().unwrap_or_else(|| {
+            c.fields
+                .iter()
+                .map(|f| f.field.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        if let Some(n) = engine.person_notice(kind, &c.id, &today, detail).await {
+            notices.push(n);
+        }
+    }
+    engine.notify(notices).await;
 }
 
 /// Compares an export with the store: what each person's record means
@@ -361,6 +393,8 @@ async fn refresh_these(
             })
             .collect();
         engine.store.save_identities(&upserts, events).await?;
+        // An end date that came is a leaver like one an import reports.
+        notify_changes(engine, &changes).await;
     }
     Ok(changes)
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod executor;
 pub mod import;
 pub mod load;
+pub mod notices;
 pub mod observe;
 pub mod progress;
 pub mod reports;

@@ -30,6 +30,8 @@ pub struct TickReport {
     pub reconciled: Vec<(SystemId, usize)>,
     /// Operations executed.
     pub executed: ExecStatsReport,
+    /// Notifications sent (delivered) this round.
+    pub notified: u64,
     /// What went wrong (each step is tried again next tick).
     pub errors: Vec<String>,
 }
@@ -63,6 +65,8 @@ pub struct Scheduler<'a> {
     /// The fingerprint of the last plan the guard refused: not tried again
     /// (nor audited again) until something changes.
     refused: Mutex<Option<String>>,
+    /// Sends notifications, when any are configured.
+    dispatcher: Option<tenure_notify::Dispatcher>,
 }
 
 fn reconcile_schedule(system: &SystemId) -> String {
@@ -76,7 +80,14 @@ impl<'a> Scheduler<'a> {
             engine,
             seen: Mutex::new(HashMap::new()),
             refused: Mutex::new(None),
+            dispatcher: None,
         }
+    }
+
+    /// A scheduler that also delivers the notifications due on every round.
+    pub fn with_dispatcher(mut self, dispatcher: tenure_notify::Dispatcher) -> Self {
+        self.dispatcher = Some(dispatcher);
+        self
     }
 
     /// One round of work. Never fails as a whole: see [`TickReport::errors`].
@@ -105,6 +116,14 @@ impl<'a> Scheduler<'a> {
             && let Err(e) = self.observe_time_to_revoke(plan, started).await
         {
             report.errors.push(format!("measuring time to revoke: {e}"));
+        }
+        if let Some(d) = &self.dispatcher {
+            match tenure_notify::deliver_due(&self.engine.store, self.engine.wall.now(), d, 500)
+                .await
+            {
+                Ok(stats) => report.notified = stats.delivered,
+                Err(e) => report.errors.push(format!("delivering notifications: {e}")),
+            }
         }
         for e in &report.errors {
             tracing::error!(error = %e, "service tick");

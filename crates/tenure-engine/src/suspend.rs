@@ -137,6 +137,20 @@ pub async fn set_suspended_by(
             .save_identities(&[updated], vec![event])
             .await?;
     }
+    if !unchanged && engine.notifies() {
+        let kind = if suspend {
+            tenure_core::config::NoticeKind::Suspended
+        } else {
+            tenure_core::config::NoticeKind::Resumed
+        };
+        let key = requested_at.timestamp_micros().to_string();
+        if let Some(n) = engine
+            .person_notice(kind, id, &key, reason.to_owned())
+            .await
+        {
+            engine.notify(vec![n]).await;
+        }
+    }
     let (_, report) = engine
         .apply_with(
             ApplyOptions {

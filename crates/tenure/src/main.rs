@@ -357,6 +357,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check => {
             let policy = tenure_engine::load::load_policy(&cli.config)?;
             let c = policy.config();
+            tenure_notify::check_templates(c, &cli.config)
+                .context("the notification templates are not valid")?;
             println!(
                 "{}: valid — {} source(s), {} system(s), {} role(s), {} rule(s), {} deprovisioning polic{}",
                 cli.config.display(),

@@ -6,6 +6,8 @@
 //! - `GET /metrics`: Prometheus text: queue depth by state, operations by
 //!   system and outcome, per-operation latency per system, time to revoke,
 //!   quarantined systems.
+//! - `GET /.well-known/jwks.json`: the keys security event tokens are signed
+//!   with (404 when none are configured).
 //! - `POST /api/v1/identities/{id}/suspend` and `…/resume` with
 //!   `{"reason": "…"}`: the emergency suspend of `tenure suspend`, for a
 //!   bearer token with the `suspend` scope; answers with each system's
@@ -86,11 +88,20 @@ pub fn router(state: OpsState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/identities/{id}/suspend", post(suspend))
         .route("/api/v1/identities/{id}/resume", post(resume))
+        .route("/.well-known/jwks.json", get(jwks))
         .with_state(state)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// The public keys security event tokens are signed with (RFC 7517).
+async fn jwks(State(s): State<OpsState>) -> Response {
+    match &s.engine.notifier {
+        Some(n) => Json(n.jwks()).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no [security_events] are configured"),
+    }
 }
 
 async fn readyz(State(s): State<OpsState>) -> Response {

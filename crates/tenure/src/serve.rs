@@ -147,10 +147,14 @@ async fn shutdown_signal() {
 /// leases expire for another process to take over).
 async fn schedule(
     engine: Arc<Engine>,
+    dispatcher: Option<tenure_notify::Dispatcher>,
     ready: Arc<AtomicBool>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let scheduler = tenure_engine::service::Scheduler::new(&engine);
+    let mut scheduler = tenure_engine::service::Scheduler::new(&engine);
+    if let Some(d) = dispatcher {
+        scheduler = scheduler.with_dispatcher(d);
+    }
     let tick = engine
         .policy
         .service()
@@ -164,6 +168,7 @@ async fn schedule(
             || report.planned > 0
             || !report.reconciled.is_empty()
             || report.executed.done + report.executed.failed > 0
+            || report.notified > 0
         {
             tracing::info!(
                 imported = report.imported.len(),
@@ -171,6 +176,7 @@ async fn schedule(
                 reconciled = report.reconciled.len(),
                 done = report.executed.done,
                 failed = report.executed.failed,
+                notified = report.notified,
                 "scheduler round"
             );
         }
@@ -195,8 +201,22 @@ pub async fn serve(engine: Engine, args: &ServeArgs) -> Result<()> {
         ""
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let scheduler = (!args.no_scheduler)
-        .then(|| tokio::spawn(schedule(Arc::clone(&engine), Arc::clone(&ready), stopped)));
+    // Notification secrets are read once, here: a missing one stops the start.
+    let dispatcher = match (&engine.notifier, args.no_scheduler) {
+        (Some(_), false) => Some(
+            tenure_notify::Dispatcher::new(engine.policy.config(), &engine.config_dir)
+                .context("cannot set up notification delivery")?,
+        ),
+        _ => None,
+    };
+    let scheduler = (!args.no_scheduler).then(|| {
+        tokio::spawn(schedule(
+            Arc::clone(&engine),
+            dispatcher,
+            Arc::clone(&ready),
+            stopped,
+        ))
+    });
     match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let _ = rustls::crypto::ring::default_provider().install_default();

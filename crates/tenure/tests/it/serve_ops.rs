@@ -9,6 +9,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 struct Service {
@@ -66,6 +67,44 @@ fn http(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str) -> 
     (status, body)
 }
 
+/// A webhook receiver on loopback: records every request (head, body) and answers 200.
+fn receiver() -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            seen.lock()
+                .unwrap()
+                .push((head, String::from_utf8_lossy(&body).into_owned()));
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, got)
+}
+
 fn token(org: &Org, name: &str, scope: &str) -> String {
     let r = org
         .run(&["token", "create", "--name", name, "--scope", scope])
@@ -76,6 +115,19 @@ fn token(org: &Org, name: &str, scope: &str) -> String {
 #[test]
 fn the_service_provisions_by_itself_reports_health_and_suspends_over_http() {
     let org = Org::new();
+    // A SIEM that wants to hear of joiners and suspensions, by signed webhook.
+    let (hook_port, hooks) = receiver();
+    std::fs::write(org.path("config/webhook.secret"), "s3cret-for-hmac\n").unwrap();
+    let cfg = org.path("config/tenure.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{text}\n[[webhook]]\nid = \"siem\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\nsecret = {{ file = \"webhook.secret\" }}\nevents = [\"joiner\", \"suspended\"]\n"
+        ),
+    )
+    .unwrap();
+    org.run(&["check"]).ok();
     let security = token(&org, "security", "suspend");
     let reader = token(&org, "idp", "scim:read");
     let mut child = org
@@ -187,6 +239,54 @@ fn the_service_provisions_by_itself_reports_health_and_suspends_over_http() {
     assert!(
         metrics.contains("tenure_time_to_revoke_seconds_bucket{path=\"suspend\""),
         "{metrics}"
+    );
+
+    // The SIEM hears of it, signed.
+    let start = Instant::now();
+    let (head, body) = loop {
+        let found = hooks
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, b)| b.contains("\"suspended\"") && b.contains("E1016"))
+            .cloned();
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no suspended webhook"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let signature = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("tenure-signature: ")
+                .or_else(|| l.strip_prefix("Tenure-Signature: "))
+        })
+        .unwrap()
+        .trim()
+        .to_owned();
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        tenure_notify::webhook::verify_signature(
+            b"s3cret-for-hmac",
+            &signature,
+            body.as_bytes(),
+            now,
+            300
+        ),
+        "{head}\n{body}"
+    );
+    assert!(body.contains("credentials phished"), "{body}");
+    assert!(
+        hooks
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, b)| b.contains("\"joiner\"")),
+        "joiners of the first import were told"
     );
 
     let (status, text) = http(
