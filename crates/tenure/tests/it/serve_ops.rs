@@ -68,10 +68,13 @@ fn http(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str) -> 
 }
 
 /// A webhook receiver on loopback: records every request (head, body) and answers 200.
-fn receiver() -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
+/// Requests a receiver got: (head, body).
+type Received = Arc<Mutex<Vec<(String, String)>>>;
+
+fn receiver() -> (u16, Received) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let got: Received = Arc::default();
     let seen = got.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
