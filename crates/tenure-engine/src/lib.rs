@@ -22,6 +22,7 @@ pub mod reports;
 pub mod scim;
 pub mod service;
 pub mod suspend;
+pub mod timeline;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use engine::{ApplyOptions, Engine, PlanMark, Planned, Scope};

@@ -44,8 +44,25 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.db_err(format!("reading audit records after {after_seq}"), e))?;
+        self.decode_audit(&rows)
+    }
+
+    /// Every audit record about one subject (`identity:E1042`), in order.
+    pub async fn audit_of(&self, subject: &str) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, action, subject, reason, detail, prev_hash, hash \
+             FROM audit_log WHERE subject = $1 ORDER BY seq",
+        )
+        .bind(subject)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db_err(format!("reading the audit records of {subject}"), e))?;
+        self.decode_audit(&rows)
+    }
+
+    fn decode_audit(&self, rows: &[sqlx::any::AnyRow]) -> Result<Vec<AuditRecord>, StoreError> {
         let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             const T: &str = "audit_log";
             let seq: i64 = self.col(row, T, "seq", "?")?;
             let at: i64 = self.col(row, T, "at", seq)?;

@@ -677,8 +677,28 @@ impl Store {
             }
         }
         .map_err(|e| self.db_err("listing queued operations", e))?;
+        self.decode_with_bodies(&rows)
+    }
+
+    /// Every operation ever queued for one identity, ordered by id (for its timeline).
+    pub async fn operations_of_identity(
+        &self,
+        identity: &IdentityId,
+    ) -> Result<Vec<QueuedOperation>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {OP_COLUMNS}, body FROM operations JOIN operation_bodies b \
+             USING (plan_id, seq) WHERE identity = $1 ORDER BY id"
+        )))
+        .bind(identity.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db_err(format!("listing the operations of {identity}"), e))?;
+        self.decode_with_bodies(&rows)
+    }
+
+    fn decode_with_bodies(&self, rows: &[AnyRow]) -> Result<Vec<QueuedOperation>, StoreError> {
         let mut bodies = HashMap::with_capacity(rows.len());
-        for r in &rows {
+        for r in rows {
             let id: i64 = self.col(r, "operations", "id", "?")?;
             let plan: i64 = self.col(r, "operations", "plan_id", id)?;
             let seq: i64 = self.col(r, "operations", "seq", id)?;

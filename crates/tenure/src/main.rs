@@ -170,6 +170,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A person's lifecycle timeline: events, every operation on every system
+    /// (done, pending or failed, with the rule that caused it) and the
+    /// deprovisioning schedule.
+    Status {
+        /// The identity (the source's person id).
+        identity: String,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Undo a suspend: the person's access is restored as policy says.
     Resume {
         /// The identity (the source's person id).
@@ -554,6 +564,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             if !*queue_only && !report.complete() {
                 return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Status { identity, json } => {
+            let engine = open(&cli, clock).await?;
+            let t = tenure_engine::timeline::timeline(&engine, &parse_identity(identity)?).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                print!("{}", output::timeline_text(&t));
             }
         }
         Command::Queue { retry_failed } => {

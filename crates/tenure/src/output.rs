@@ -532,3 +532,71 @@ pub fn suspend_text(r: &tenure_engine::suspend::SuspendReport, queued_only: bool
     }
     s
 }
+
+/// A person's timeline, for people.
+pub fn timeline_text(t: &tenure_engine::timeline::Timeline) -> String {
+    let mut s = String::new();
+    let date = |d: Option<chrono::NaiveDate>| d.map_or_else(|| "-".to_owned(), |d| d.to_string());
+    let _ = writeln!(
+        s,
+        "{} ({}) — {}{}; started {}, ends {}",
+        t.name,
+        t.identity,
+        t.status.as_str(),
+        if t.suspended { ", suspended" } else { "" },
+        date(t.start_date),
+        date(t.end_date)
+    );
+    let _ = writeln!(s, "\nEvents:");
+    if t.events.is_empty() {
+        let _ = writeln!(s, "  (none)");
+    }
+    for e in &t.events {
+        let _ = writeln!(
+            s,
+            "  {}  {:<22} {}  (by {})",
+            e.at.format("%Y-%m-%d %H:%M"),
+            e.action,
+            e.reason,
+            e.actor
+        );
+    }
+    if !t.schedule.is_empty() {
+        let _ = writeln!(s, "\nDeprovisioning schedule:");
+        for st in &t.schedule {
+            let _ = writeln!(
+                s,
+                "  {}  {:<20} {} (policy {})",
+                st.due.format("%Y-%m-%d %H:%M"),
+                st.step,
+                if st.reached { "due" } else { "pending" },
+                st.policy
+            );
+        }
+    }
+    let _ = writeln!(s, "\nOperations:");
+    if t.operations.is_empty() {
+        let _ = writeln!(s, "  (none)");
+    }
+    for o in &t.operations {
+        let when = o.done_at.map_or_else(String::new, |d| {
+            format!(" at {}", d.format("%Y-%m-%d %H:%M:%S"))
+        });
+        let _ = writeln!(
+            s,
+            "  {:<10} {:<20} {:<28} {}{}  — {}",
+            o.system, o.account, o.action, o.state, when, o.why
+        );
+        if let Some(e) = &o.last_error {
+            let _ = writeln!(s, "      last error ({} attempts): {e}", o.attempts);
+        }
+    }
+    if let Some(d) = t.next_due {
+        let _ = writeln!(
+            s,
+            "\nNext looked at by date: {}",
+            d.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
+    s
+}

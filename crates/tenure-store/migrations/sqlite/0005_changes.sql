@@ -50,3 +50,7 @@ CREATE TABLE system_health (
     retry_at          BIGINT,            -- next probe while quarantined
     last_error        TEXT
 );
+
+-- Timelines (`tenure status`): a person's audit records and operations.
+CREATE INDEX audit_log_subject ON audit_log (subject);
+CREATE INDEX operations_identity ON operations (identity);

@@ -859,3 +859,72 @@ fn suspend_disables_everywhere_first_and_resume_restores_access() {
         .fails_with(1);
     assert!(bad.stderr.contains("needs a reason"), "{}", bad.stderr);
 }
+
+#[test]
+fn status_shows_a_leavers_timeline_step_by_step() {
+    let org = Org::new();
+    for (now, file) in [
+        ("2026-11-01", "hr/2026-11-01.csv"),
+        ("2026-11-24", "hr/2026-11-24.csv"),
+    ] {
+        org.run(&["--now", now, "import", org.path(file).to_str().unwrap()])
+            .ok();
+        org.run(&["--now", now, "apply"]).ok();
+    }
+    let status = |now: &str| -> serde_json::Value {
+        let r = org.run(&["--now", now, "status", "E1030", "--json"]).ok();
+        serde_json::from_str(&r.stdout).unwrap()
+    };
+    let t = status("2026-11-24T12:00:00Z");
+    assert_eq!(t["status"], "leaver");
+    let actions: Vec<&str> = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["import.joiner", "import.leaver"], "{t}");
+    let schedule: Vec<(&str, bool)> = t["schedule"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap(), s["reached"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        schedule,
+        vec![
+            ("disable", true),
+            ("remove_memberships", false),
+            ("delete", false)
+        ]
+    );
+    assert_eq!(t["next_due"], "2026-11-25T00:00:00Z");
+    let ops = t["operations"].as_array().unwrap();
+    let disabled: Vec<&serde_json::Value> =
+        ops.iter().filter(|o| o["action"] == "disable").collect();
+    assert!(!disabled.is_empty(), "{t}");
+    for o in &disabled {
+        assert_eq!(o["state"], "done", "{o}");
+        assert!(o["why"].as_str().unwrap().contains("employees"), "{o}");
+    }
+
+    // The next day the memberships go; the timeline shows them done.
+    org.run(&["--now", "2026-11-25T09:00:00Z", "apply", "--changed"])
+        .ok();
+    let t = status("2026-11-25T09:00:00Z");
+    assert!(
+        t["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["action"] == "remove_membership all-staff" && o["state"] == "done"),
+        "{t}"
+    );
+    let text = org
+        .run(&["--now", "2026-11-25T09:00:00Z", "status", "E1030"])
+        .ok()
+        .stdout;
+    assert!(text.contains("Deprovisioning schedule:"), "{text}");
+    assert!(text.contains("remove_memberships"), "{text}");
+    org.run(&["status", "E9999"]).fails_with(1);
+}
