@@ -267,3 +267,98 @@ impl Drop for DropDatabase {
         .join();
     }
 }
+
+/// Spawns `tenure serve` on a free port; returns the child and the port.
+fn spawn_serve(org: &Org) -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    let mut child = org
+        .command(&[
+            "--now",
+            "2026-11-01",
+            "--lease-seconds",
+            "1",
+            "--batch",
+            "300",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .trim_start_matches("listening on http://127.0.0.1:")
+        .parse()
+        .unwrap_or_else(|_| panic!("unexpected first line {line:?}"));
+    (child, port)
+}
+
+fn ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.starts_with("HTTP/1.1 200")
+}
+
+#[test]
+fn killing_the_service_midway_loses_nothing_and_a_restart_finishes() {
+    let org = synthetic_org(6000);
+    let cfg = org.path("config/tenure.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "path = \"../hr/2026-11-01.csv\"",
+        "path = \"../hr/big.csv\"",
+    );
+    write(&cfg, &text);
+    let (mut child, _) = spawn_serve(&org);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let count = |sql: &'static str| rt.block_on(scalar(&org.database, sql));
+    let started = Instant::now();
+    // Killed in the middle of the scheduler's first round, with claims outstanding.
+    loop {
+        let done = count("SELECT COUNT(*) FROM operations WHERE state = 'done'");
+        let running = count("SELECT COUNT(*) FROM operations WHERE state = 'running'");
+        if done >= 600 && running > 0 {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "serve exited");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the service made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let total = count("SELECT COUNT(*) FROM operations");
+    let done = count("SELECT COUNT(*) FROM operations WHERE state = 'done'");
+    assert!(done < total, "the kill came too late ({done} of {total})");
+
+    // Restarted, it takes the dead claims over and finishes everything, once.
+    let (mut child, port) = spawn_serve(&org);
+    let began = Instant::now();
+    loop {
+        let done = count("SELECT COUNT(*) FROM operations WHERE state = 'done'");
+        if ready(port) && done == total {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(120),
+            "the restarted service did not finish ({done} of {total})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_each_operation_done_once(&org, total);
+    assert_eq!(org.pending_operations("2026-11-01"), 0, "converged");
+}
