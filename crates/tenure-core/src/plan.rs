@@ -75,6 +75,8 @@ pub enum Reason {
     NotJustified,
     /// The account belongs to no identity and the system's orphan policy acts on it.
     Orphan,
+    /// A legal hold stops deletion: the account stays, disabled and stripped.
+    LegalHold,
 }
 
 impl fmt::Display for Reason {
@@ -110,6 +112,7 @@ impl fmt::Display for Reason {
             Reason::NotStarted => f.write_str("start date not reached"),
             Reason::NotJustified => f.write_str("no longer justified by any rule"),
             Reason::Orphan => f.write_str("orphaned account (system orphan policy)"),
+            Reason::LegalHold => f.write_str("legal hold: kept, not deleted"),
         }
     }
 }

@@ -203,3 +203,26 @@ pub struct DesiredState {
     /// Identities whose evaluation failed: their accounts are left exactly as they are.
     pub skipped: BTreeSet<IdentityId>,
 }
+
+impl DesiredState {
+    /// Applies legal holds: a held identity's accounts are never deleted.
+    /// Where policy says an account must be absent, it stays, disabled and
+    /// stripped of its entitlements, until the hold is released.
+    pub fn hold(&mut self, held: &BTreeSet<IdentityId>) {
+        for (id, d) in &mut self.identities {
+            if !held.contains(id) {
+                continue;
+            }
+            for want in d.systems.values_mut() {
+                if let Desired::Absent { reasons } = want {
+                    let mut reasons = std::mem::take(reasons);
+                    reasons.push(Reason::LegalHold);
+                    *want = Desired::Restricted {
+                        keep_entitlements: false,
+                        reasons,
+                    };
+                }
+            }
+        }
+    }
+}

@@ -39,6 +39,17 @@ pub struct Observation {
     pub partial: bool,
 }
 
+/// The identities under a legal hold.
+async fn held(engine: &Engine) -> Result<std::collections::BTreeSet<IdentityId>, EngineError> {
+    Ok(engine
+        .store
+        .legal_holds()
+        .await?
+        .into_iter()
+        .map(|h| h.identity)
+        .collect())
+}
+
 /// A person's display name from the usual attributes.
 pub fn label(i: &Identity) -> String {
     let r = &i.record;
@@ -107,7 +118,8 @@ impl Observation {
             }
         }
         progress.start("evaluating policy", Some(identities.len() as u64));
-        let (desired, errors) = engine.policy.evaluate_all(&identities, &[], now);
+        let (mut desired, errors) = engine.policy.evaluate_all(&identities, &[], now);
+        desired.hold(&held(engine).await?);
         progress.advance(identities.len() as u64);
         progress.finish();
         for e in errors {
@@ -177,7 +189,8 @@ impl Observation {
         let ids: Vec<IdentityId> = identities.iter().map(|i| i.id().clone()).collect();
         let stored_links = engine.store.links_of_identities(&ids).await?;
         progress.start("evaluating policy", Some(identities.len() as u64));
-        let (desired, errors) = engine.policy.evaluate_all(&identities, &[], now);
+        let (mut desired, errors) = engine.policy.evaluate_all(&identities, &[], now);
+        desired.hold(&held(engine).await?);
         progress.advance(identities.len() as u64);
         progress.finish();
         let mut queries: BTreeMap<&SystemId, AccountQuery> = engine

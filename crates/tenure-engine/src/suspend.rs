@@ -217,3 +217,46 @@ pub async fn set_suspended_by(
         systems: systems.into_values().collect(),
     })
 }
+
+/// Places (`hold` true) or releases a legal hold on one identity: while held,
+/// its accounts are never deleted (deprovisioning stops at disabled and
+/// stripped). Audited (`identity.legal_hold`, `identity.legal_hold_released`)
+/// with the actor and the reason; the next plan for the person applies it.
+pub async fn set_legal_hold(
+    engine: &Engine,
+    actor: &str,
+    id: &IdentityId,
+    hold: bool,
+    reason: &str,
+) -> Result<(), EngineError> {
+    if reason.trim().is_empty() {
+        return Err(EngineError::Invalid(
+            "a legal hold needs a reason (--reason), such as a case reference".to_owned(),
+        ));
+    }
+    if engine.store.identity(id).await?.is_none() {
+        return Err(EngineError::UnknownIdentity(id.clone()));
+    }
+    let mut event = engine.event(
+        if hold {
+            "identity.legal_hold"
+        } else {
+            "identity.legal_hold_released"
+        },
+        format!("identity:{id}"),
+        reason.to_owned(),
+        serde_json::json!({}),
+    );
+    actor.clone_into(&mut event.actor);
+    let h = tenure_store::LegalHold {
+        identity: id.clone(),
+        reason: reason.to_owned(),
+        actor: actor.to_owned(),
+        since: engine.clock.now(),
+    };
+    engine
+        .store
+        .set_legal_hold(id, hold.then_some(&h), vec![event])
+        .await?;
+    Ok(())
+}

@@ -67,6 +67,8 @@ pub struct Timeline {
     pub status: LifecycleStatus,
     /// Whether suspended.
     pub suspended: bool,
+    /// The legal hold in force, if any (its accounts are not deleted).
+    pub legal_hold: Option<tenure_store::LegalHold>,
     /// Start date.
     pub start_date: Option<NaiveDate>,
     /// End date.
@@ -155,6 +157,12 @@ pub async fn timeline(engine: &Engine, id: &IdentityId) -> Result<Timeline, Engi
             status
         },
         suspended: identity.suspended,
+        legal_hold: engine
+            .store
+            .legal_holds()
+            .await?
+            .into_iter()
+            .find(|h| &h.identity == id),
         start_date: identity.record.start_date,
         end_date: identity.record.end_date,
         next_due: engine.policy.next_due(&identity, now),

@@ -279,3 +279,82 @@ impl Store {
         Ok(v.flatten().and_then(from_micros))
     }
 }
+
+/// A legal hold on one identity.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LegalHold {
+    /// Who is held.
+    pub identity: IdentityId,
+    /// Why (a case reference).
+    pub reason: String,
+    /// Who placed it.
+    pub actor: String,
+    /// Since when.
+    pub since: DateTime<Utc>,
+}
+
+impl Store {
+    /// Places (`Some`) or releases (`None`) a legal hold on an identity,
+    /// stamps the identity as changed (so the next incremental plan looks at
+    /// it) and appends the audit events, in one transaction.
+    pub async fn set_legal_hold(
+        &self,
+        identity: &IdentityId,
+        hold: Option<&LegalHold>,
+        audit: Vec<tenure_core::audit::AuditEvent>,
+    ) -> Result<(), StoreError> {
+        let what = format!("setting the legal hold of {identity}");
+        let mut tx = self.begin_write(&what).await?;
+        sqlx::query("DELETE FROM legal_holds WHERE identity = $1")
+            .bind(identity.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(&what, e))?;
+        if let Some(h) = hold {
+            sqlx::query(
+                "INSERT INTO legal_holds (identity, reason, actor, since) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(identity.as_str())
+            .bind(h.reason.as_str())
+            .bind(h.actor.as_str())
+            .bind(micros(h.since))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(&what, e))?;
+        }
+        let stamp = self.next_change_stamp(&mut tx, &what).await?;
+        sqlx::query("UPDATE identities SET change_seq = $1 WHERE id = $2")
+            .bind(stamp)
+            .bind(identity.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(&what, e))?;
+        self.append_audit_tx(&mut tx, audit).await?;
+        self.commit(tx, &what).await
+    }
+
+    /// Every legal hold in force.
+    pub async fn legal_holds(&self) -> Result<Vec<LegalHold>, StoreError> {
+        const T: &str = "legal_holds";
+        let rows =
+            sqlx::query("SELECT identity, reason, actor, since FROM legal_holds ORDER BY identity")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.db_err("reading legal holds", e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = self.col(row, T, "identity", "?")?;
+            let key = id.clone();
+            let since: i64 = self.col(row, T, "since", &key)?;
+            out.push(LegalHold {
+                identity: IdentityId::new(id).map_err(|e| self.corrupt(T, "identity", &key, e))?,
+                reason: self.col(row, T, "reason", &key)?,
+                actor: self.col(row, T, "actor", &key)?,
+                since: from_micros(since).ok_or_else(|| {
+                    self.bad_value(T, "since", &key, format!("timestamp {since} out of range"))
+                })?,
+            });
+        }
+        Ok(out)
+    }
+}

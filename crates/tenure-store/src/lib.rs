@@ -34,7 +34,7 @@ mod store;
 mod tokens;
 mod url;
 
-pub use changes::{IdentityDigest, PlanCursor};
+pub use changes::{IdentityDigest, LegalHold, PlanCursor};
 pub use error::StoreError;
 pub use migrate::{SCHEMA_VERSION, schema_versions};
 pub use outbox::{Channel, Delivery, DeliveryCounts, DeliveryState, NewDelivery};

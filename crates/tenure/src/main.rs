@@ -180,6 +180,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Place a legal hold: the person's accounts are never deleted (nor their
+    /// data removed) until it is released.
+    Hold {
+        /// The identity (the source's person id).
+        identity: String,
+        /// Why: a case reference (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a legal hold: deprovisioning continues where policy says.
+    Release {
+        /// The identity (the source's person id).
+        identity: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
     /// Undo a suspend: the person's access is restored as policy says.
     Resume {
         /// The identity (the source's person id).
@@ -564,6 +581,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             if !*queue_only && !report.complete() {
                 return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Hold { identity, reason } | Command::Release { identity, reason } => {
+            let hold = matches!(cli.command, Command::Hold { .. });
+            let engine = open(&cli, clock).await?;
+            let id = parse_identity(identity)?;
+            tenure_engine::suspend::set_legal_hold(&engine, &engine.actor, &id, hold, reason)
+                .await?;
+            if hold {
+                println!(
+                    "Legal hold placed on {id}: its accounts will not be deleted until `tenure release {id}`."
+                );
+            } else {
+                println!("Legal hold on {id} released: deprovisioning continues as policy says.");
             }
         }
         Command::Status { identity, json } => {

@@ -547,6 +547,15 @@ pub fn timeline_text(t: &tenure_engine::timeline::Timeline) -> String {
         date(t.start_date),
         date(t.end_date)
     );
+    if let Some(h) = &t.legal_hold {
+        let _ = writeln!(
+            s,
+            "Legal hold since {} by {}: {} — accounts are not deleted until it is released.",
+            h.since.format("%Y-%m-%d"),
+            h.actor,
+            h.reason
+        );
+    }
     let _ = writeln!(s, "\nEvents:");
     if t.events.is_empty() {
         let _ = writeln!(s, "  (none)");

@@ -54,3 +54,11 @@ CREATE TABLE system_health (
 -- Timelines (`tenure status`): a person's audit records and operations.
 CREATE INDEX audit_log_subject ON audit_log (subject);
 CREATE INDEX operations_identity ON operations (identity);
+
+-- Legal holds: a held person's accounts are never deleted until released.
+CREATE TABLE legal_holds (
+    identity TEXT   NOT NULL PRIMARY KEY,
+    reason   TEXT   NOT NULL,
+    actor    TEXT   NOT NULL,
+    since    BIGINT NOT NULL
+);

@@ -928,3 +928,74 @@ fn status_shows_a_leavers_timeline_step_by_step() {
     assert!(text.contains("remove_memberships"), "{text}");
     org.run(&["status", "E9999"]).fails_with(1);
 }
+
+#[test]
+fn a_legal_hold_stops_deletion_until_released() {
+    let org = Org::new();
+    for (now, file) in [
+        ("2026-11-01", "hr/2026-11-01.csv"),
+        ("2026-11-24", "hr/2026-11-24.csv"),
+    ] {
+        org.run(&["--now", now, "import", org.path(file).to_str().unwrap()])
+            .ok();
+        org.run(&["--now", now, "apply"]).ok();
+    }
+    org.run(&["hold", "E1030", "--reason", "case 2026-118"])
+        .ok();
+    let day30 = "2026-12-24T09:00:00Z";
+    // Thirty days on, the staged leaver would be deleted; held, the account stays.
+    let r = org.run(&["--now", day30, "plan", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let karen: Vec<&serde_json::Value> = v["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["identity"] == "E1030")
+        .collect();
+    assert!(
+        karen.iter().all(|o| o["action"] != "delete_account"),
+        "held: no deletion: {karen:?}"
+    );
+    org.run(&["--now", day30, "apply", "--changed"]).ok();
+    let access = org
+        .run(&["--now", day30, "report", "access", "--format", "csv"])
+        .ok()
+        .stdout;
+    assert!(
+        access.contains("E1030,Karen Jones,leaver,wiki,karen.jones,disabled"),
+        "{access}"
+    );
+    let status = org.run(&["--now", day30, "status", "E1030"]).ok().stdout;
+    assert!(status.contains("Legal hold since"), "{status}");
+    assert!(status.contains("case 2026-118"), "{status}");
+
+    // Released: the next plan for her, even an incremental one, deletes.
+    org.run(&["release", "E1030", "--reason", "case closed"])
+        .ok();
+    let r = org
+        .run(&["--now", day30, "plan", "--changed", "--json"])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(
+        v["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["identity"] == "E1030" && o["action"] == "delete_account"),
+        "{v}"
+    );
+    let audit = org.audit();
+    for (action, reason) in [
+        ("identity.legal_hold", "case 2026-118"),
+        ("identity.legal_hold_released", "case closed"),
+    ] {
+        assert!(
+            audit.iter().any(|r| r["action"] == action
+                && r["reason"] == reason
+                && r["actor"] == "cli:tester"),
+            "{action}"
+        );
+    }
+    org.run(&["hold", "E1030", "--reason", " "]).fails_with(1);
+    org.run(&["hold", "E9999", "--reason", "x"]).fails_with(1);
+}
