@@ -961,7 +961,7 @@ impl Backend for ScimService {
             }
             .await;
             match attempt {
-                Err(e) if e.status == 412 && if_match.is_none() && tries < 5 => tries += 1,
+                Err(e) if e.status == 412 && if_match.is_none() && tries < 20 => tries += 1,
                 other => return other,
             }
         }
@@ -1004,7 +1004,7 @@ impl Backend for ScimService {
             }
             .await;
             match attempt {
-                Err(e) if e.status == 412 && if_match.is_none() && tries < 5 => tries += 1,
+                Err(e) if e.status == 412 && if_match.is_none() && tries < 20 => tries += 1,
                 other => return other,
             }
         }
