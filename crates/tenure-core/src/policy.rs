@@ -848,10 +848,18 @@ impl Policy {
         };
         consider(r.start_date.and_then(midnight));
         if let Some(end) = r.end_date {
-            consider(midnight(end));
-            if let Ok((_, steps)) = self.leaver_schedule(identity) {
-                for (_, at) in steps {
-                    consider(Some(at));
+            let end = midnight(end);
+            match end {
+                // Steps come at their delay (never negative) after the end
+                // date: while it is ahead, it is the next moment, and the
+                // schedule need not be evaluated.
+                Some(e) if e > now => consider(Some(e)),
+                _ => {
+                    if let Ok((_, steps)) = self.leaver_schedule(identity) {
+                        for (_, at) in steps {
+                            consider(Some(at));
+                        }
+                    }
                 }
             }
         }

@@ -290,7 +290,13 @@ impl Engine {
         drop(std::mem::take(&mut obs.actual));
         d.operations
             .retain(|o| o.identity.is_some() || !ambiguous.contains(&(&o.system, &o.account)));
-        let pending = self.store.pending_keys().await?;
+        let pending = if obs.partial {
+            let ids: Vec<tenure_core::IdentityId> =
+                obs.identities.iter().map(|i| i.id().clone()).collect();
+            self.store.pending_keys_of(&ids).await?
+        } else {
+            self.store.pending_keys().await?
+        };
         let mut queued = Vec::new();
         if !pending.is_empty() {
             d.operations.retain(|o| {

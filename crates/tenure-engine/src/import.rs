@@ -233,20 +233,23 @@ async fn compare(
     let population = digests.iter().filter(|d| !d.status.is_gone()).count() as u64;
     let by_id: std::collections::HashMap<&str, &tenure_store::IdentityDigest> =
         digests.iter().map(|d| (d.id.as_str(), d)).collect();
+    let hashes = digests_of(&records);
+    // Ids of the export, for who is missing from it (a full export only).
+    let incoming: std::collections::HashSet<tenure_core::IdentityId> =
+        if src.missing == tenure_core::config::MissingPolicy::Leaver {
+            records.iter().map(|r| r.id.clone()).collect()
+        } else {
+            std::collections::HashSet::new()
+        };
     let mut unchanged = Vec::new();
     let mut others = Vec::with_capacity(records.len() / 16);
     let mut load: Vec<tenure_core::IdentityId> = Vec::new();
-    let mut incoming: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    for r in &records {
-        incoming.insert(r.id.as_str());
-    }
-    let hashes = digests_of(&records);
-    for (r, hash) in records.iter().zip(&hashes) {
+    for (r, hash) in records.into_iter().zip(hashes) {
         match by_id.get(r.id.as_str()) {
             Some(d)
                 if d.source == src.id
                     && d.record_hash.as_deref() == Some(hash.as_str())
-                    && status_after(d.status, r, today) == d.status =>
+                    && status_after(d.status, &r, today) == d.status =>
             {
                 unchanged.push(IdentityChange {
                     id: d.id.clone(),
@@ -259,18 +262,16 @@ async fn compare(
             }
             Some(d) => {
                 load.push(d.id.clone());
-                others.push(r.clone());
+                others.push(r);
             }
-            None => others.push(r.clone()),
+            None => others.push(r),
         }
     }
     if src.missing == tenure_core::config::MissingPolicy::Leaver {
         load.extend(
             digests
                 .iter()
-                .filter(|d| {
-                    d.source == src.id && !d.status.is_gone() && !incoming.contains(d.id.as_str())
-                })
+                .filter(|d| d.source == src.id && !d.status.is_gone() && !incoming.contains(&d.id))
                 .map(|d| d.id.clone()),
         );
     }

@@ -100,8 +100,24 @@ impl Store {
         for i in upserts {
             by_id.insert(i.id().as_str(), i);
         }
-        let mut rows = Vec::with_capacity(by_id.len());
-        for (id, i) in by_id {
+        // Each row's record digest, and its JSON, on every core: the costly part
+        // of saving a whole organisation.
+        let list: Vec<(&str, &Identity)> = by_id.into_iter().collect();
+        let encoded = crate::sql::par_map(&list, |(id, i)| {
+            let attributes = serde_json::to_string(&i.record.attributes)
+                .map_err(|e| (format!("the attributes of identity {id}"), e))?;
+            let groups = serde_json::to_string(&i.record.groups)
+                .map_err(|e| (format!("the groups of identity {id}"), e))?;
+            Ok((attributes, groups, i.record.digest()))
+        })
+        .map_err(|e| match e {
+            crate::sql::ParError::Failed(_, (what, e)) => self.encode_err(what, e),
+            crate::sql::ParError::Panicked => {
+                self.invalid("encoding identities failed (a worker thread panicked)")
+            }
+        })?;
+        let mut rows = Vec::with_capacity(list.len());
+        for ((id, i), (attributes, groups, record_hash)) in list.into_iter().zip(encoded) {
             rows.push(IdentityRow {
                 id,
                 source: i.source.as_str(),
@@ -109,13 +125,11 @@ impl Store {
                 manager: i.record.manager.as_ref().map(IdentityId::as_str),
                 start_date: i.record.start_date.map(date_text),
                 end_date: i.record.end_date.map(date_text),
-                attributes: serde_json::to_string(&i.record.attributes)
-                    .map_err(|e| self.encode_err(format!("the attributes of identity {id}"), e))?,
-                groups: serde_json::to_string(&i.record.groups)
-                    .map_err(|e| self.encode_err(format!("the groups of identity {id}"), e))?,
+                attributes,
+                groups,
                 status: i.status.as_str(),
                 suspended: i64::from(i.suspended),
-                record_hash: i.record.digest(),
+                record_hash,
             });
         }
         let what = format!("saving {} identities", rows.len());

@@ -778,6 +778,32 @@ impl Store {
         Ok(keys.into_iter().collect())
     }
 
+    /// The idempotency keys of the operations of these identities that are
+    /// not done yet (through the identity index: what an incremental plan
+    /// checks, without reading every operation).
+    pub async fn pending_keys_of(
+        &self,
+        identities: &[IdentityId],
+    ) -> Result<BTreeSet<String>, StoreError> {
+        let mut out = BTreeSet::new();
+        for chunk in identities.chunks(500) {
+            let sql = format!(
+                "SELECT idempotency_key FROM operations WHERE identity IN ({}) AND state <> 'done'",
+                crate::sql::placeholders(self.dialect, chunk.len(), 1)
+            );
+            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            out.extend(
+                q.fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| self.db_err("reading the keys of pending operations", e))?,
+            );
+        }
+        Ok(out)
+    }
+
     /// A stored plan, with its operations in order.
     pub async fn plan(&self, id: PlanId) -> Result<Option<Plan>, StoreError> {
         let what = format!("reading plan {id}");

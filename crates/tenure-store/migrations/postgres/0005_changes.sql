@@ -29,10 +29,6 @@ CREATE TABLE plan_cursor (
 );
 INSERT INTO plan_cursor (id, change_seq, policy) VALUES (1, 0, '');
 
--- Operations not yet done, by idempotency key: a plan leaves out what is
--- already pending, without reading every finished operation.
-CREATE INDEX operations_open ON operations (idempotency_key) WHERE state <> 'done';
-
 -- The service's schedules (periodic reconciliation per system, …): the next
 -- run of each survives restarts.
 CREATE TABLE schedules (
@@ -51,8 +47,8 @@ CREATE TABLE system_health (
     last_error        TEXT
 );
 
--- Timelines (`tenure status`): a person's audit records and operations.
-CREATE INDEX audit_log_subject ON audit_log (subject);
+-- A person's operations: what an incremental plan checks for pending work,
+-- and their timeline (`tenure status`).
 CREATE INDEX operations_identity ON operations (identity);
 
 -- Legal holds: a held person's accounts are never deleted until released.
