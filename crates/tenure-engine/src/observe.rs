@@ -9,9 +9,12 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::progress::Progress;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use tenure_connectors::ConnectorError;
 use tenure_core::correlate::correlate;
 use tenure_core::plan::Finding;
-use tenure_core::state::{AccountQuery, ActualState, Capabilities, Desired, DesiredState};
+use tenure_core::state::{
+    AccountQuery, ActualState, Capabilities, Desired, DesiredState, SystemAccounts,
+};
 use tenure_core::{AccountKey, Identity, IdentityId, Link, SystemId};
 
 /// What Tenure knows and sees at one moment.
@@ -98,79 +101,27 @@ impl Observation {
         }))
         .await;
         progress.finish();
-        let mut actual = ActualState::default();
-        let mut capabilities = BTreeMap::new();
-        let mut findings = Vec::new();
-        let mut unreadable = BTreeMap::new();
+        let mut seen = Seen::default();
         for (id, caps, r) in reads {
-            capabilities.insert(id.clone(), caps);
             match r {
-                Ok(accounts) => {
-                    actual.systems.insert(id, accounts);
-                }
-                Err(e) => {
-                    findings.push(Finding::Unsupported {
-                        system: id.clone(),
-                        message: format!("could not be read, so it is left out: {e}"),
-                    });
-                    unreadable.insert(id, e.to_string());
-                }
+                Ok(accounts) => seen.read(id, caps, accounts),
+                Err(e) => seen.unreadable(id, caps, &e),
             }
         }
         progress.start("evaluating policy", Some(identities.len() as u64));
-        let (mut desired, errors) = engine.policy.evaluate_all(&identities, &[], now);
-        desired.hold(&held(engine).await?);
+        let (desired, evaluation) = evaluate(engine, &identities, now).await?;
         progress.advance(identities.len() as u64);
         progress.finish();
-        for e in errors {
-            let message = format!("{} ({}): {}", e.what, e.location, e.message);
-            findings.push(Finding::EvaluationFailed {
-                identity: e.identity,
-                message,
-            });
-        }
-        let mut links = Vec::new();
-        let mut new_links = Vec::new();
-        let mut stale_links = Vec::new();
-        for (system, accounts) in &actual.systems {
-            let c = correlate(
-                system,
-                accounts,
-                &stored_links,
-                &identities,
-                &desired,
-                engine.policy.correlation(system),
-            );
-            links.extend(c.links);
-            new_links.extend(c.add);
-            stale_links.extend(c.remove);
-            findings.extend(c.findings);
-        }
-        // Unreadable systems keep their stored links untouched.
-        links.extend(
-            stored_links
-                .into_iter()
-                .filter(|l| !actual.systems.contains_key(&l.system)),
-        );
-        links.sort();
-        let index = identities
-            .iter()
-            .enumerate()
-            .map(|(n, i)| (i.id().clone(), n))
-            .collect();
-        Ok(Observation {
+        Ok(assemble(
+            engine,
             identities,
-            index,
-            actual,
-            capabilities,
+            stored_links,
             desired,
-            links,
-            new_links,
-            stale_links,
-            findings,
-            unreadable,
-            partial: false,
-        })
+            evaluation,
+            seen,
+            Vec::new(),
+            false,
+        ))
     }
 
     /// Reads what a plan for these identities alone needs: their links and,
@@ -189,8 +140,7 @@ impl Observation {
         let ids: Vec<IdentityId> = identities.iter().map(|i| i.id().clone()).collect();
         let stored_links = engine.store.links_of_identities(&ids).await?;
         progress.start("evaluating policy", Some(identities.len() as u64));
-        let (mut desired, errors) = engine.policy.evaluate_all(&identities, &[], now);
-        desired.hold(&held(engine).await?);
+        let (desired, evaluation) = evaluate(engine, &identities, now).await?;
         progress.advance(identities.len() as u64);
         progress.finish();
         let mut queries: BTreeMap<&SystemId, AccountQuery> = engine
@@ -239,12 +189,8 @@ impl Observation {
         progress.finish();
         let mine: HashSet<&IdentityId> = ids.iter().collect();
         let mut others: Vec<Link> = Vec::new();
-        let mut actual = ActualState::default();
-        let mut capabilities = BTreeMap::new();
-        let mut findings = Vec::new();
-        let mut unreadable = BTreeMap::new();
+        let mut seen = Seen::default();
         for (id, caps, r) in reads {
-            capabilities.insert(id.clone(), caps);
             match r {
                 Ok(mut accounts) => {
                     // Accounts someone else holds are not this plan's business.
@@ -257,39 +203,110 @@ impl Observation {
                             others.push(l);
                         }
                     }
-                    actual.systems.insert(id, accounts);
+                    seen.read(id, caps, accounts);
                 }
-                Err(e) => {
-                    findings.push(Finding::Unsupported {
-                        system: id.clone(),
-                        message: format!("could not be read, so it is left out: {e}"),
-                    });
-                    unreadable.insert(id, e.to_string());
-                }
+                Err(e) => seen.unreadable(id, caps, &e),
             }
         }
-        for e in errors {
-            let message = format!("{} ({}): {}", e.what, e.location, e.message);
-            findings.push(Finding::EvaluationFailed {
-                identity: e.identity,
-                message,
-            });
-        }
-        let mut links = Vec::new();
-        let mut new_links = Vec::new();
-        let mut stale_links = Vec::new();
-        for (system, accounts) in &mut actual.systems {
-            let c = correlate(
-                system,
-                accounts,
-                &stored_links,
-                &identities,
-                &desired,
-                engine.policy.correlation(system),
-            );
-            // Accounts that matched none of these people were read only
-            // because they might have: they are left for reconciliation
-            // (ambiguous ones stay, reported as a full plan reports them).
+        Ok(assemble(
+            engine,
+            identities,
+            stored_links,
+            desired,
+            evaluation,
+            seen,
+            others,
+            true,
+        ))
+    }
+
+    /// Looks an identity up.
+    pub fn identity(&self, id: &IdentityId) -> Option<&Identity> {
+        self.index.get(id).and_then(|n| self.identities.get(*n))
+    }
+}
+
+/// What the systems answered: their accounts, or why they could not be read.
+#[derive(Default)]
+struct Seen {
+    actual: ActualState,
+    capabilities: BTreeMap<SystemId, Capabilities>,
+    findings: Vec<Finding>,
+    unreadable: BTreeMap<SystemId, String>,
+}
+
+impl Seen {
+    fn read(&mut self, id: SystemId, caps: Capabilities, accounts: SystemAccounts) {
+        self.capabilities.insert(id.clone(), caps);
+        self.actual.systems.insert(id, accounts);
+    }
+
+    fn unreadable(&mut self, id: SystemId, caps: Capabilities, e: &ConnectorError) {
+        self.capabilities.insert(id.clone(), caps);
+        self.findings.push(Finding::Unsupported {
+            system: id.clone(),
+            message: format!("could not be read, so it is left out: {e}"),
+        });
+        self.unreadable.insert(id, e.to_string());
+    }
+}
+
+/// Policy for these identities, legal holds applied, and a finding for each
+/// identity whose evaluation failed.
+async fn evaluate(
+    engine: &Engine,
+    identities: &[Identity],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(DesiredState, Vec<Finding>), EngineError> {
+    let (mut desired, errors) = engine.policy.evaluate_all(identities, &[], now);
+    desired.hold(&held(engine).await?);
+    let findings = errors
+        .into_iter()
+        .map(|e| Finding::EvaluationFailed {
+            message: format!("{} ({}): {}", e.what, e.location, e.message),
+            identity: e.identity,
+        })
+        .collect();
+    Ok((desired, findings))
+}
+
+/// Correlates what was read with the identities and makes the observation.
+/// With `partial` (some identities only), accounts that matched none of them
+/// are dropped: they were read only because they might have, and are left
+/// for reconciliation (ambiguous ones stay, reported as a full plan reports
+/// them). `held_by_others` are links of accounts read that belong to people
+/// not observed: known as held, so that nobody observed is given their keys.
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    engine: &Engine,
+    identities: Vec<Identity>,
+    stored_links: Vec<Link>,
+    desired: DesiredState,
+    evaluation: Vec<Finding>,
+    seen: Seen,
+    held_by_others: Vec<Link>,
+    partial: bool,
+) -> Observation {
+    let Seen {
+        mut actual,
+        capabilities,
+        mut findings,
+        unreadable,
+    } = seen;
+    findings.extend(evaluation);
+    let mut links = Vec::new();
+    let mut new_links = Vec::new();
+    let mut stale_links = Vec::new();
+    for (system, accounts) in &mut actual.systems {
+        let c = correlate(
+            system,
+            accounts,
+            &stored_links,
+            &identities,
+            &desired,
+            engine.policy.correlation(system),
+        );
+        if partial {
             let matched: HashSet<&AccountKey> = c.links.iter().map(|l| &l.account).collect();
             let ambiguous: HashSet<&AccountKey> = c
                 .findings
@@ -302,40 +319,36 @@ impl Observation {
             accounts
                 .accounts
                 .retain(|k, _| matched.contains(k) || ambiguous.contains(k));
-            links.extend(c.links);
-            new_links.extend(c.add);
-            stale_links.extend(c.remove);
-            findings.extend(c.findings);
         }
-        links.extend(
-            stored_links
-                .into_iter()
-                .filter(|l| !actual.systems.contains_key(&l.system)),
-        );
-        links.extend(others);
-        links.sort();
-        let index = identities
-            .iter()
-            .enumerate()
-            .map(|(n, i)| (i.id().clone(), n))
-            .collect();
-        Ok(Observation {
-            identities,
-            index,
-            actual,
-            capabilities,
-            desired,
-            links,
-            new_links,
-            stale_links,
-            findings,
-            unreadable,
-            partial: true,
-        })
+        links.extend(c.links);
+        new_links.extend(c.add);
+        stale_links.extend(c.remove);
+        findings.extend(c.findings);
     }
-
-    /// Looks an identity up.
-    pub fn identity(&self, id: &IdentityId) -> Option<&Identity> {
-        self.index.get(id).and_then(|n| self.identities.get(*n))
+    // Unreadable systems (and systems not read) keep their stored links untouched.
+    links.extend(
+        stored_links
+            .into_iter()
+            .filter(|l| !actual.systems.contains_key(&l.system)),
+    );
+    links.extend(held_by_others);
+    links.sort();
+    let index = identities
+        .iter()
+        .enumerate()
+        .map(|(n, i)| (i.id().clone(), n))
+        .collect();
+    Observation {
+        identities,
+        index,
+        actual,
+        capabilities,
+        desired,
+        links,
+        new_links,
+        stale_links,
+        findings,
+        unreadable,
+        partial,
     }
 }
