@@ -334,18 +334,23 @@ impl<'a> Executor<'a> {
                     .await?;
             }
         }
+        // Counted per system and outcome, once per batch (not per operation).
+        let mut outcomes: BTreeMap<(&SystemId, &'static str), u64> = BTreeMap::new();
         for (q, r) in runs.iter().flatten() {
             let outcome = match r {
                 Ok(()) => "done",
                 Err((_, true)) => "retry",
                 Err((_, false)) => "refused",
             };
+            *outcomes.entry((&q.operation.system, outcome)).or_default() += 1;
+        }
+        for ((system, outcome), n) in outcomes {
             metrics::counter!(
                 "tenure_operations_total",
-                "system" => q.operation.system.to_string(),
+                "system" => system.to_string(),
                 "outcome" => outcome
             )
-            .increment(1);
+            .increment(n);
         }
         let mut done = Vec::new();
         let mut transient = Vec::new();
