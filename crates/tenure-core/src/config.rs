@@ -348,7 +348,29 @@ pub struct RoleConfig {
     /// Contained roles.
     #[serde(default)]
     pub roles: Vec<Spanned<String>>,
+    /// When a mover stops qualifying for this role, keep it this long
+    /// (`14d`): the old access goes when the grace period ends.
+    #[serde(default)]
+    pub grace: Option<Spanned<String>>,
 }
+
+/// Expiring access (`[expiry]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpiryConfig {
+    /// CEL condition over `identity`: the people who must have an end date
+    /// (contractors, temps…). A record of one of them without an end date
+    /// rejects the whole import.
+    #[serde(default)]
+    pub require_end_date: Option<Spanned<String>>,
+    /// How long before access ends (a grant's end, or the end date of
+    /// someone who must have one) the holder and their manager are reminded.
+    #[serde(default)]
+    pub remind_before: Option<Spanned<String>>,
+}
+
+/// How long before access ends its holder is reminded, unless `[expiry]` says.
+pub const DEFAULT_REMIND_BEFORE: &str = "7d";
 
 /// A birthright rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -407,6 +429,8 @@ struct RawFile {
     guard: Option<Spanned<GuardConfig>>,
     #[serde(default)]
     service: Option<Spanned<ServiceConfig>>,
+    #[serde(default)]
+    expiry: Option<Spanned<ExpiryConfig>>,
     #[serde(default, rename = "source")]
     sources: Vec<Spanned<SourceConfig>>,
     #[serde(default, rename = "system")]
@@ -459,6 +483,8 @@ pub struct Config {
     pub rules: Vec<Located<RuleConfig>>,
     /// Deprovisioning policies, in order of precedence.
     pub deprovisioning: Vec<Located<DeprovisioningConfig>>,
+    /// Expiring access.
+    pub expiry: Option<Located<ExpiryConfig>>,
     /// The SMTP server for e-mail notifications.
     pub smtp: Option<Located<SmtpConfig>>,
     /// Notification settings and e-mail routes.
@@ -551,6 +577,11 @@ impl Config {
                 && once("security_events", t.span().start, &mut errors)
             {
                 cfg.security_events = Some(located(t, idx));
+            }
+            if let Some(t) = raw.expiry
+                && once("expiry", t.span().start, &mut errors)
+            {
+                cfg.expiry = Some(located(t, idx));
             }
             fn take<T>(v: Vec<Spanned<T>>, idx: usize) -> impl Iterator<Item = Located<T>> {
                 v.into_iter().map(move |s| {

@@ -107,6 +107,14 @@ pub struct Policy {
     reconcile: BTreeMap<SystemId, croner::Cron>,
     service: ServiceTimings,
     fingerprint: String,
+    /// Every role each role reaches (itself and the roles it contains, at any depth).
+    closure: BTreeMap<RoleId, BTreeSet<RoleId>>,
+    /// Roles kept for a while after a mover stops qualifying for them.
+    grace: BTreeMap<RoleId, chrono::Duration>,
+    /// Who must have an end date.
+    require_end_date: Option<Expr>,
+    /// How long before access ends its holder is reminded.
+    remind_before: chrono::Duration,
 }
 
 /// `[service]`, validated.
@@ -574,6 +582,66 @@ impl Policy {
             }
             gifts.insert(r.item.id.clone(), out);
         }
+        let mut closure: BTreeMap<RoleId, BTreeSet<RoleId>> = BTreeMap::new();
+        for r in &config.roles {
+            let mut reached = BTreeSet::new();
+            let mut todo = vec![r.item.id.clone()];
+            while let Some(role) = todo.pop() {
+                if reached.insert(role.clone())
+                    && let Some((_, sub)) = direct.get(&role)
+                {
+                    todo.extend(sub.iter().cloned());
+                }
+            }
+            closure.insert(r.item.id.clone(), reached);
+        }
+        let mut grace = BTreeMap::new();
+        for r in &config.roles {
+            let Some(g) = &r.item.grace else { continue };
+            match crate::config::parse_delay(g.get_ref()) {
+                Ok(secs) if secs > 0 => {
+                    grace.insert(r.item.id.clone(), chrono::Duration::seconds(secs));
+                }
+                Ok(_) => errs.push(ConfigError {
+                    location: loc(r.file, g.span().start),
+                    message: format!(
+                        "role {}: grace must be longer than 0 (leave it out for none)",
+                        r.item.id
+                    ),
+                }),
+                Err(m) => errs.push(ConfigError {
+                    location: loc(r.file, g.span().start),
+                    message: format!("role {}: grace: {m}", r.item.id),
+                }),
+            }
+        }
+
+        // Expiring access.
+        let mut require_end_date = None;
+        let mut remind_before = chrono::Duration::days(7);
+        if let Some(x) = &config.expiry {
+            if let Some(cond) = &x.item.require_end_date {
+                require_end_date = compile(
+                    cond,
+                    x.file,
+                    "[expiry] require_end_date".to_owned(),
+                    &mut errs,
+                );
+            }
+            if let Some(r) = &x.item.remind_before {
+                match crate::config::parse_delay(r.get_ref()) {
+                    Ok(secs) if secs > 0 => remind_before = chrono::Duration::seconds(secs),
+                    Ok(_) => errs.push(ConfigError {
+                        location: loc(x.file, r.span().start),
+                        message: "[expiry] remind_before must be longer than 0".to_owned(),
+                    }),
+                    Err(m) => errs.push(ConfigError {
+                        location: loc(x.file, r.span().start),
+                        message: format!("[expiry] remind_before: {m}"),
+                    }),
+                }
+            }
+        }
 
         // Rules.
         let mut rules = Vec::new();
@@ -684,6 +752,10 @@ impl Policy {
             reconcile,
             service,
             fingerprint: fp,
+            closure,
+            grace,
+            require_end_date,
+            remind_before,
         })
     }
 
@@ -831,10 +903,180 @@ impl Policy {
     /// scheduled (or the schedule cannot be evaluated: planning reports that).
     /// A scheduler plans an identity again when this moment comes, without
     /// looking at anyone else.
-    pub fn next_due(&self, identity: &Identity, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    ///
+    /// Grants count too: the moment one starts, the moment it ends, and the
+    /// reminder before it ends; and so does the reminder before the end date
+    /// of someone who must have one (`[expiry] require_end_date`).
+    pub fn next_due(
+        &self,
+        identity: &Identity,
+        grants: &[&Grant],
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         if identity.status == LifecycleStatus::Deleted {
             return None;
         }
+        let mut due = self.next_date_due(identity, now);
+        let mut consider = |t: Option<DateTime<Utc>>| {
+            if let Some(t) = t
+                && t > now
+                && due.is_none_or(|d| t < d)
+            {
+                due = Some(t);
+            }
+        };
+        for g in grants {
+            consider(g.valid_from);
+            consider(g.valid_until);
+            consider(g.valid_until.map(|u| u - self.remind_before));
+        }
+        consider(self.end_reminder(identity, now.date_naive()));
+        due
+    }
+
+    /// How long before access ends its holder and their manager are reminded.
+    pub fn remind_before(&self) -> chrono::Duration {
+        self.remind_before
+    }
+
+    /// When the holder of this identity is reminded that their end date
+    /// comes: only for people who must have an end date, and only while it
+    /// is ahead.
+    pub fn end_reminder(&self, identity: &Identity, today: NaiveDate) -> Option<DateTime<Utc>> {
+        let end = identity.record.end_date?;
+        if end <= today || !self.requires_end_date(identity, today).unwrap_or(false) {
+            return None;
+        }
+        end.and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc() - self.remind_before)
+    }
+
+    /// Whether `[expiry] require_end_date` says this person must have an end date.
+    pub fn requires_end_date(
+        &self,
+        identity: &Identity,
+        today: NaiveDate,
+    ) -> Result<bool, EvalError> {
+        let Some(cond) = &self.require_end_date else {
+            return Ok(false);
+        };
+        let root = Context::with_env(self.env.clone());
+        let mut ctx = root.new_inner_scope();
+        ctx.add_variable_from_value(
+            "identity",
+            identity_value(identity, identity.status_on(today)),
+        );
+        eval_bool(cond, &ctx, identity.id())
+    }
+
+    /// What is wrong with a record from `source` that `[expiry]
+    /// require_end_date` says must have an end date and has none (`None`:
+    /// nothing). A condition that cannot be evaluated is a problem too: the
+    /// record cannot be shown to be exempt.
+    pub fn end_date_problem(
+        &self,
+        record: &crate::identity::IdentityRecord,
+        source: &crate::ids::SourceId,
+        today: NaiveDate,
+    ) -> Option<String> {
+        if record.end_date.is_some() || self.require_end_date.is_none() {
+            return None;
+        }
+        let identity = Identity {
+            record: record.clone(),
+            source: source.clone(),
+            status: record.status_on(today),
+            suspended: false,
+        };
+        match self.requires_end_date(&identity, today) {
+            Ok(false) => None,
+            Ok(true) => Some(format!(
+                "{} has no end date, but {} must have one ([expiry] require_end_date)",
+                record.id,
+                match record.employment_type.as_str() {
+                    "employee" => "this person".to_owned(),
+                    t => format!("a {t}"),
+                }
+            )),
+            Err(e) => Some(format!(
+                "cannot tell whether {} must have an end date: {} ({}): {}",
+                record.id, e.what, e.location, e.message
+            )),
+        }
+    }
+
+    /// Whether any population must have an end date.
+    pub fn has_end_date_requirement(&self) -> bool {
+        self.require_end_date.is_some()
+    }
+
+    /// The roles birthright rules give this person while active, with every
+    /// role they contain.
+    pub fn birthright_roles(&self, identity: &Identity) -> Result<BTreeSet<RoleId>, EvalError> {
+        let root = Context::with_env(self.env.clone());
+        let mut ctx = root.new_inner_scope();
+        ctx.add_variable_from_value(
+            "identity",
+            identity_value(identity, LifecycleStatus::Active),
+        );
+        let mut roles = BTreeSet::new();
+        for rule in &self.rules {
+            if eval_bool(&rule.when, &ctx, identity.id())? {
+                for role in &rule.roles {
+                    if let Some(reached) = self.closure.get(role) {
+                        roles.extend(reached.iter().cloned());
+                    }
+                }
+            }
+        }
+        Ok(roles)
+    }
+
+    /// The grants a move earns: each role with a `grace` period that the
+    /// person held `before` and no longer qualifies for `after` is kept until
+    /// the grace period ends (a role contained in another such role is kept
+    /// through it). Nothing for someone who is not active both before and after.
+    pub fn graces(
+        &self,
+        before: &Identity,
+        after: &Identity,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Grant>, EvalError> {
+        let today = now.date_naive();
+        if self.grace.is_empty()
+            || before.status != LifecycleStatus::Active
+            || after.record.status_on(today) != LifecycleStatus::Active
+        {
+            return Ok(Vec::new());
+        }
+        let had = self.birthright_roles(before)?;
+        let has = self.birthright_roles(after)?;
+        let lost: Vec<(&RoleId, &chrono::Duration)> = had
+            .difference(&has)
+            .filter_map(|r| self.grace.get(r).map(|g| (r, g)))
+            .collect();
+        let covered = |role: &RoleId| {
+            lost.iter().any(|(other, _)| {
+                *other != role && self.closure.get(*other).is_some_and(|c| c.contains(role))
+            })
+        };
+        Ok(lost
+            .iter()
+            .filter(|(role, _)| !covered(role))
+            .map(|(role, grace)| Grant {
+                identity: after.id().clone(),
+                role: (*role).clone(),
+                reason: format!(
+                    "grace period after a move: no rule gives role {role} any more; kept {}",
+                    duration_text(**grace)
+                ),
+                valid_from: None,
+                valid_until: Some(now + **grace),
+            })
+            .collect())
+    }
+
+    fn next_date_due(&self, identity: &Identity, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
         let r = &identity.record;
         let mut due: Option<DateTime<Utc>> = None;
@@ -1167,6 +1409,21 @@ fn is_cel_ident(s: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A duration in words: `14 days`, `12 hours`, `90 minutes`, `30 seconds`.
+pub fn duration_text(d: chrono::Duration) -> String {
+    let secs = d.num_seconds();
+    let (n, unit) = if secs % 86_400 == 0 {
+        (secs / 86_400, "day")
+    } else if secs % 3_600 == 0 {
+        (secs / 3_600, "hour")
+    } else if secs % 60 == 0 {
+        (secs / 60, "minute")
+    } else {
+        (secs, "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 fn date_text(d: Option<NaiveDate>) -> String {

@@ -386,7 +386,11 @@ impl Engine {
             due: obs
                 .identities
                 .iter()
-                .map(|i| (i.id().clone(), self.policy.next_due(i, now)))
+                .map(|i| {
+                    let grants: Vec<&tenure_core::policy::Grant> =
+                        obs.grants.get(i.id()).into_iter().flatten().collect();
+                    (i.id().clone(), self.policy.next_due(i, &grants, now))
+                })
                 .collect(),
             everyone: !obs.partial,
             moves_cursor: matches!(effective, Scope::Everyone | Scope::Changed),

@@ -9,6 +9,7 @@ use crate::error::EngineError;
 use std::path::Path;
 use tenure_core::events::{ChangeKind, Classification, IdentityChange, classify};
 use tenure_core::guard::{GuardVerdict, verdict};
+use tenure_core::policy::Grant;
 use tenure_core::{Identity, SourceId};
 
 /// What an import did.
@@ -100,10 +101,12 @@ pub async fn import(
         path: file.clone(),
         source,
     })?;
-    let records = tenure_sources::parse(src, &file, &bytes)?;
-    let n = records.len();
     let today = engine.clock.now().date_naive();
-    let (classification, population) = compare(engine, src, records, today).await?;
+    let records = tenure_sources::parse_checked(src, &file, &bytes, &|r| {
+        engine.policy.end_date_problem(r, &src.id, today)
+    })?;
+    let n = records.len();
+    let (classification, population, graces) = compare(engine, src, records).await?;
     if let Some((_, owner)) = classification.conflicts.first() {
         let ids: Vec<String> = classification
             .conflicts
@@ -170,9 +173,16 @@ pub async fn import(
         format!("{n} records from {file}"),
         serde_json::json!({ "file": file, "records": n, "counts": classification.counts() }),
     ));
+    events.extend(graces.iter().map(|g| grace_event(engine, g)));
     engine
         .store
-        .save_identities(&classification.upserts, events)
+        .save_identities_and_grants(
+            &classification.upserts,
+            &graces,
+            &engine.actor,
+            engine.clock.now(),
+            events,
+        )
         .await?;
     notify_changes(engine, &classification.changes).await;
     Ok(ImportReport {
@@ -223,12 +233,16 @@ pub async fn notify_changes(engine: &Engine, changes: &[IdentityChange]) {
 /// change are counted unchanged without being read or compared field by
 /// field: only the others, and the stored people missing from a full export,
 /// are read and classified.
+///
+/// Also returns the grants the movers earn: the grace periods of roles they
+/// no longer qualify for.
 async fn compare(
     engine: &Engine,
     src: &tenure_core::config::SourceConfig,
     records: Vec<tenure_core::IdentityRecord>,
-    today: chrono::NaiveDate,
-) -> Result<(Classification, u64), EngineError> {
+) -> Result<(Classification, u64, Vec<Grant>), EngineError> {
+    let now = engine.clock.now();
+    let today = now.date_naive();
     let digests = engine.store.identity_digests().await?;
     let population = digests.iter().filter(|d| !d.status.is_gone()).count() as u64;
     let by_id: std::collections::HashMap<&str, &tenure_store::IdentityDigest> =
@@ -277,9 +291,59 @@ async fn compare(
     }
     let stored = engine.store.identities_by_id(&load).await?;
     let mut classification = classify(&src.id, &stored, others, src.missing, today);
+    let graces = graces(engine, &stored, &classification, now);
     classification.changes.extend(unchanged);
     classification.changes.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok((classification, population))
+    Ok((classification, population, graces))
+}
+
+/// The grace periods movers earn: roles with a `grace` they held before the
+/// move and no longer qualify for stay until it ends (see
+/// [`tenure_core::policy::Policy::graces`]).
+pub(crate) fn graces(
+    engine: &Engine,
+    stored: &[Identity],
+    classification: &Classification,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<Grant> {
+    let movers: std::collections::HashSet<&tenure_core::IdentityId> = classification
+        .changes
+        .iter()
+        .filter(|c| c.kind == ChangeKind::Mover)
+        .map(|c| &c.id)
+        .collect();
+    if movers.is_empty() {
+        return Vec::new();
+    }
+    let before: std::collections::HashMap<&tenure_core::IdentityId, &Identity> =
+        stored.iter().map(|i| (i.id(), i)).collect();
+    let mut out = Vec::new();
+    for after in &classification.upserts {
+        if !movers.contains(after.id()) {
+            continue;
+        }
+        let Some(before) = before.get(after.id()) else {
+            continue;
+        };
+        match engine.policy.graces(before, after, now) {
+            Ok(g) => out.extend(g),
+            // Planning reports the failed evaluation; the move itself stands.
+            Err(e) => {
+                tracing::warn!(identity = %after.id(), error = %e, "grace periods not evaluated")
+            }
+        }
+    }
+    out
+}
+
+/// The audit record of a grace period given.
+pub(crate) fn grace_event(engine: &Engine, g: &Grant) -> tenure_core::audit::AuditEvent {
+    engine.event(
+        "grant.grace",
+        format!("identity:{}", g.identity),
+        g.reason.clone(),
+        serde_json::json!({ "role": g.role, "valid_until": g.valid_until }),
+    )
 }
 
 /// [`tenure_core::IdentityRecord::digest`] of every record, on every core.
@@ -353,6 +417,7 @@ async fn refresh_these(
     engine: &Engine,
     stored: Vec<Identity>,
 ) -> Result<Vec<IdentityChange>, EngineError> {
+    remind(engine, &stored).await?;
     let today = engine.clock.now().date_naive();
     let mut upserts: Vec<Identity> = Vec::new();
     let mut changes = Vec::new();
@@ -398,4 +463,93 @@ async fn refresh_these(
         notify_changes(engine, &changes).await;
     }
     Ok(changes)
+}
+
+/// How far back an ended grant is still told about (a service that was down
+/// longer than this does not tell of older ends).
+const ENDED_LOOKBACK_DAYS: i64 = 30;
+
+/// Tells these people (and, as the notification routes say, their
+/// managers) that access ends soon: grants that end within `[expiry]
+/// remind_before`, and the end date of people who must have one; and that a
+/// grant has ended. Each is told once (notices are deduplicated by their
+/// event). Nothing to do when no notifications are configured.
+pub(crate) async fn remind(engine: &Engine, people: &[Identity]) -> Result<(), EngineError> {
+    use tenure_core::config::NoticeKind;
+    if !engine.notifies() || people.is_empty() {
+        return Ok(());
+    }
+    let now = engine.clock.now();
+    let today = now.date_naive();
+    let window = engine.policy.remind_before();
+    let everyone = people.len() > 10_000;
+    let ids: Vec<tenure_core::IdentityId> = people.iter().map(|i| i.id().clone()).collect();
+    let of = (!everyone).then_some(ids.as_slice());
+    let wanted: std::collections::HashSet<&tenure_core::IdentityId> = ids.iter().collect();
+    let when = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    let mut notices = Vec::new();
+    let ending = engine.store.grants_ending(of, now, now + window).await?;
+    let ended = engine
+        .store
+        .grants_ending(of, now - chrono::Duration::days(ENDED_LOOKBACK_DAYS), now)
+        .await?;
+    for (kind, grants) in [
+        (NoticeKind::ExpiryUpcoming, ending),
+        (NoticeKind::Expired, ended),
+    ] {
+        for g in grants {
+            let (Some(until), true) = (g.grant.valid_until, wanted.contains(&g.grant.identity))
+            else {
+                continue;
+            };
+            let detail = match kind {
+                NoticeKind::ExpiryUpcoming => format!(
+                    "role {} (grant #{}: {}) ends on {}",
+                    g.grant.role,
+                    g.id,
+                    g.grant.reason,
+                    when(until)
+                ),
+                _ => format!(
+                    "role {} (grant #{}: {}) ended on {}; the access it gave is removed",
+                    g.grant.role,
+                    g.id,
+                    g.grant.reason,
+                    when(until)
+                ),
+            };
+            let key = format!("grant-{}-{}", g.id, until.timestamp());
+            if let Some(n) = engine
+                .person_notice(kind, &g.grant.identity, &key, detail)
+                .await
+            {
+                notices.push(n);
+            }
+        }
+    }
+    for i in people {
+        let Some(at) = engine.policy.end_reminder(i, today) else {
+            continue;
+        };
+        let Some(end) = i.record.end_date else {
+            continue;
+        };
+        if at > now {
+            continue;
+        }
+        let detail = format!("the end date {end} comes: every account and access ends then");
+        if let Some(n) = engine
+            .person_notice(
+                NoticeKind::ExpiryUpcoming,
+                i.id(),
+                &format!("end-{end}"),
+                detail,
+            )
+            .await
+        {
+            notices.push(n);
+        }
+    }
+    engine.notify(notices).await;
+    Ok(())
 }

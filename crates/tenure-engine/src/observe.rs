@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use tenure_connectors::ConnectorError;
 use tenure_core::correlate::correlate;
 use tenure_core::plan::Finding;
+use tenure_core::policy::Grant;
 use tenure_core::state::{
     AccountQuery, ActualState, Capabilities, Desired, DesiredState, SystemAccounts,
 };
@@ -40,6 +41,8 @@ pub struct Observation {
     pub unreadable: BTreeMap<SystemId, String>,
     /// Whether only some identities (and their accounts) were read.
     pub partial: bool,
+    /// The observed identities' grants that still count (or are yet to start).
+    pub grants: BTreeMap<IdentityId, Vec<Grant>>,
 }
 
 /// The identities under a legal hold.
@@ -109,10 +112,10 @@ impl Observation {
             }
         }
         progress.start("evaluating policy", Some(identities.len() as u64));
-        let (desired, evaluation) = evaluate(engine, &identities, now).await?;
+        let (desired, evaluation, grants) = evaluate(engine, &identities, false, now).await?;
         progress.advance(identities.len() as u64);
         progress.finish();
-        Ok(assemble(
+        let mut obs = assemble(
             engine,
             identities,
             stored_links,
@@ -121,7 +124,9 @@ impl Observation {
             seen,
             Vec::new(),
             false,
-        ))
+        );
+        obs.grants = grants;
+        Ok(obs)
     }
 
     /// Reads what a plan for these identities alone needs: their links and,
@@ -140,7 +145,7 @@ impl Observation {
         let ids: Vec<IdentityId> = identities.iter().map(|i| i.id().clone()).collect();
         let stored_links = engine.store.links_of_identities(&ids).await?;
         progress.start("evaluating policy", Some(identities.len() as u64));
-        let (desired, evaluation) = evaluate(engine, &identities, now).await?;
+        let (desired, evaluation, grants) = evaluate(engine, &identities, true, now).await?;
         progress.advance(identities.len() as u64);
         progress.finish();
         let mut queries: BTreeMap<&SystemId, AccountQuery> = engine
@@ -208,7 +213,7 @@ impl Observation {
                 Err(e) => seen.unreadable(id, caps, &e),
             }
         }
-        Ok(assemble(
+        let mut obs = assemble(
             engine,
             identities,
             stored_links,
@@ -217,7 +222,9 @@ impl Observation {
             seen,
             others,
             true,
-        ))
+        );
+        obs.grants = grants;
+        Ok(obs)
     }
 
     /// Looks an identity up.
@@ -251,14 +258,34 @@ impl Seen {
     }
 }
 
-/// Policy for these identities, legal holds applied, and a finding for each
-/// identity whose evaluation failed.
+/// Policy for these identities (`some`: not everyone), their grants
+/// included and legal holds applied; a finding for each identity whose
+/// evaluation failed; and their grants by identity.
 async fn evaluate(
     engine: &Engine,
     identities: &[Identity],
+    some: bool,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(DesiredState, Vec<Finding>), EngineError> {
-    let (mut desired, errors) = engine.policy.evaluate_all(identities, &[], now);
+) -> Result<(DesiredState, Vec<Finding>, BTreeMap<IdentityId, Vec<Grant>>), EngineError> {
+    let ids: Vec<IdentityId>;
+    let of = if some {
+        ids = identities.iter().map(|i| i.id().clone()).collect();
+        Some(ids.as_slice())
+    } else {
+        None
+    };
+    let grants: Vec<Grant> = engine
+        .store
+        .live_grants(of, now)
+        .await?
+        .into_iter()
+        .map(|g| g.grant)
+        .collect();
+    let (mut desired, errors) = engine.policy.evaluate_all(identities, &grants, now);
+    let mut by_identity: BTreeMap<IdentityId, Vec<Grant>> = BTreeMap::new();
+    for g in grants {
+        by_identity.entry(g.identity.clone()).or_default().push(g);
+    }
     desired.hold(&held(engine).await?);
     let findings = errors
         .into_iter()
@@ -267,7 +294,7 @@ async fn evaluate(
             identity: e.identity,
         })
         .collect();
-    Ok((desired, findings))
+    Ok((desired, findings, by_identity))
 }
 
 /// Correlates what was read with the identities and makes the observation.
@@ -350,5 +377,6 @@ fn assemble(
         findings,
         unreadable,
         partial,
+        grants: BTreeMap::new(),
     }
 }

@@ -194,6 +194,8 @@ fn new_id() -> String {
 struct Outcome {
     upserts: Vec<Identity>,
     changes: Vec<IdentityChange>,
+    /// Grace periods the change earns (a mover's).
+    graces: Vec<tenure_core::policy::Grant>,
 }
 
 impl ScimService {
@@ -310,7 +312,7 @@ impl ScimService {
                 .map_err(store_err)?,
             None => BTreeSet::new(),
         };
-        Ok(IdentityRecord {
+        let record = IdentityRecord {
             id: IdentityId::new(identity_id.to_owned())
                 .map_err(|e| ScimError::value(format!("identity id {identity_id:?}: {e}")))?,
             employment_type,
@@ -325,7 +327,18 @@ impl ScimService {
             )?,
             attributes,
             groups,
-        })
+        };
+        if let Some(problem) = self
+            .engine
+            .policy
+            .end_date_problem(&record, &src.id, self.today())
+        {
+            return Err(ScimError::value(format!(
+                "{problem}: send {}",
+                c.end_date.as_deref().unwrap_or("an end date")
+            )));
+        }
+        Ok(record)
     }
 
     /// Classifies a new record for one identity, applying the deactivation
@@ -359,6 +372,7 @@ impl ScimService {
                 "identity {id} comes from source {owner}, not from this SCIM source"
             )));
         }
+        let graces = crate::import::graces(&self.engine, &stored, &c, self.engine.clock.now());
         if deactivate == DeactivatePolicy::Suspend {
             let was = stored.first().map(|i| i.suspended);
             if was != Some(!active) {
@@ -370,6 +384,7 @@ impl ScimService {
                             return Ok(Outcome {
                                 upserts: c.upserts,
                                 changes: c.changes,
+                                graces,
                             });
                         }
                     },
@@ -405,6 +420,7 @@ impl ScimService {
         Ok(Outcome {
             upserts: c.upserts,
             changes: c.changes,
+            graces,
         })
     }
 
@@ -520,6 +536,16 @@ impl ScimService {
             json!({"userName": resource.get("userName"), "active": active}),
         )];
         events.extend(self.change_events(who, id, &o));
+        events.extend(o.graces.iter().map(|g| {
+            self.event(
+                who,
+                "grant.grace",
+                format!("identity:{}", g.identity),
+                g.reason.clone(),
+                json!({ "role": g.role, "valid_until": g.valid_until }),
+            )
+        }));
+        let actor = format!("token:{}", who.name);
         let user_name = resource
             .get("userName")
             .and_then(Value::as_str)
@@ -534,6 +560,8 @@ impl ScimService {
                     resource: &resource,
                     expected_version: current.map(|c| c.version),
                     now: self.engine.clock.now(),
+                    grants: &o.graces,
+                    actor: &actor,
                 },
                 &o.upserts,
                 events,
@@ -679,7 +707,7 @@ impl ScimService {
                     .map(|(m, _)| m.clone()),
             );
         }
-        let (upserts, mut events) = self
+        let (upserts, mut events, graces) = self
             .regroup(who, &affected, old_name.as_deref(), Some((&name, &members)))
             .await?;
         events.insert(
@@ -711,6 +739,7 @@ impl ScimService {
                     format!("group {name:?} conflicts with a stored group")
                 })
             })?;
+        self.save_graces(who, &graces).await?;
         self.get_required(ResourceKind::Group, id).await
     }
 
@@ -722,7 +751,14 @@ impl ScimService {
         users: &BTreeSet<String>,
         old: Option<&str>,
         new: Option<(&str, &BTreeSet<(String, String)>)>,
-    ) -> Result<(Vec<Identity>, Vec<AuditEvent>), ScimError> {
+    ) -> Result<
+        (
+            Vec<Identity>,
+            Vec<AuditEvent>,
+            Vec<tenure_core::policy::Grant>,
+        ),
+        ScimError,
+    > {
         let ids: Vec<String> = users.iter().cloned().collect();
         let identities = self
             .engine
@@ -733,6 +769,7 @@ impl ScimService {
         let today = self.today();
         let mut upserts = Vec::new();
         let mut events = Vec::new();
+        let mut graces = Vec::new();
         for (user, identity) in identities {
             let Some(ident) = self
                 .engine
@@ -769,14 +806,21 @@ impl ScimService {
                 MissingPolicy::Ignore,
                 today,
             );
+            graces.extend(crate::import::graces(
+                &self.engine,
+                std::slice::from_ref(&ident),
+                &c,
+                self.engine.clock.now(),
+            ));
             let o = Outcome {
                 upserts: c.upserts,
                 changes: c.changes,
+                graces: Vec::new(),
             };
             events.extend(self.change_events(who, &user, &o));
             upserts.extend(o.upserts);
         }
-        Ok((upserts, events))
+        Ok((upserts, events, graces))
     }
 
     async fn delete_user(&self, who: &Principal, cur: &ScimRecord) -> Result<(), ScimError> {
@@ -827,7 +871,7 @@ impl ScimService {
             .get("displayName")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let (upserts, mut events) = self.regroup(who, &users, Some(name), None).await?;
+        let (upserts, mut events, graces) = self.regroup(who, &users, Some(name), None).await?;
         events.insert(
             0,
             self.event(
@@ -842,7 +886,44 @@ impl ScimService {
             .store
             .scim_delete(ResourceKind::Group, &cur.id, cur.version, &upserts, events)
             .await
-            .map_err(store_err)
+            .map_err(store_err)?;
+        self.save_graces(who, &graces).await
+    }
+
+    /// Stores the grace periods a group change earned its members. After
+    /// the group is saved, in a transaction of its own: a grace period is a
+    /// courtesy, and losing one to a crash only takes old access away sooner.
+    async fn save_graces(
+        &self,
+        who: &Principal,
+        graces: &[tenure_core::policy::Grant],
+    ) -> Result<(), ScimError> {
+        if graces.is_empty() {
+            return Ok(());
+        }
+        let events = graces
+            .iter()
+            .map(|g| {
+                self.event(
+                    who,
+                    "grant.grace",
+                    format!("identity:{}", g.identity),
+                    g.reason.clone(),
+                    json!({ "role": g.role, "valid_until": g.valid_until }),
+                )
+            })
+            .collect();
+        self.engine
+            .store
+            .add_grants(
+                graces,
+                &format!("token:{}", who.name),
+                self.engine.clock.now(),
+                events,
+            )
+            .await
+            .map_err(store_err)?;
+        Ok(())
     }
 
     fn identity_id_for(&self, resource: &Value) -> Result<String, ScimError> {

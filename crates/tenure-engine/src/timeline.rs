@@ -79,8 +79,21 @@ pub struct Timeline {
     pub operations: Vec<TimelineStep>,
     /// The deprovisioning schedule (leavers only).
     pub schedule: Vec<ScheduledStep>,
+    /// Grants (requests approved, grace periods after a move), ended and
+    /// revoked ones included: when each access goes.
+    pub grants: Vec<TimelineGrant>,
     /// When the service looks at this person again by date alone.
     pub next_due: Option<DateTime<Utc>>,
+}
+
+/// A grant on a timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineGrant {
+    /// The grant as stored.
+    #[serde(flatten)]
+    pub grant: tenure_store::StoredGrant,
+    /// `pending` (not started), `active`, `ended` or `revoked`.
+    pub state: &'static str,
 }
 
 /// Builds the timeline of `id` at the engine's `now`.
@@ -134,6 +147,7 @@ pub async fn timeline(engine: &Engine, id: &IdentityId) -> Result<Timeline, Engi
             }
         })
         .collect();
+    let grants = engine.store.grants(Some(id)).await?;
     let mut schedule = Vec::new();
     let status = identity.status_on(now.date_naive());
     if identity.record.end_date.is_some()
@@ -165,7 +179,29 @@ pub async fn timeline(engine: &Engine, id: &IdentityId) -> Result<Timeline, Engi
             .find(|h| &h.identity == id),
         start_date: identity.record.start_date,
         end_date: identity.record.end_date,
-        next_due: engine.policy.next_due(&identity, now),
+        next_due: {
+            let live: Vec<&tenure_core::policy::Grant> = grants
+                .iter()
+                .filter(|g| g.live(now))
+                .map(|g| &g.grant)
+                .collect();
+            engine.policy.next_due(&identity, &live, now)
+        },
+        grants: grants
+            .iter()
+            .map(|g| TimelineGrant {
+                state: if g.revoked_at.is_some() {
+                    "revoked"
+                } else if !g.live(now) {
+                    "ended"
+                } else if g.grant.in_force(now) {
+                    "active"
+                } else {
+                    "pending"
+                },
+                grant: g.clone(),
+            })
+            .collect(),
         events,
         operations,
         schedule,

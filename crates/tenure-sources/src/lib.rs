@@ -82,8 +82,25 @@ pub fn parse(
     file_name: &str,
     bytes: &[u8],
 ) -> Result<Vec<IdentityRecord>, SourceError> {
+    parse_checked(source, file_name, bytes, &|_| None)
+}
+
+/// A rule every record must also follow (beyond the mapping): returns what
+/// is wrong with a record, reported at the record's line (at its end date's
+/// value, since that is what policy rules check: who must have an end date).
+pub type RecordCheck<'a> = &'a (dyn Fn(&IdentityRecord) -> Option<String> + Sync);
+
+/// [`parse`], with each record also checked by `check`; a record it refuses
+/// rejects the file like any other problem, with its line.
+pub fn parse_checked(
+    source: &SourceConfig,
+    file_name: &str,
+    bytes: &[u8],
+    check: RecordCheck<'_>,
+) -> Result<Vec<IdentityRecord>, SourceError> {
     let mut problems = Problems::new(file_name);
-    let mapping = Mapping::new(source, &mut problems);
+    let mut mapping = Mapping::new(source, &mut problems);
+    mapping.check = Some(check);
     let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
     let records = match source.format {
         SourceFormat::Csv => csv_source::parse(source, &mapping, bytes, &mut problems),

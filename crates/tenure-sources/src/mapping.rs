@@ -65,6 +65,8 @@ pub(crate) struct Mapping<'c> {
     types_folded: Vec<(String, EmploymentType)>,
     default_type: EmploymentType,
     accepted_types: String,
+    /// A further check of each record built.
+    pub(crate) check: Option<crate::RecordCheck<'c>>,
 }
 
 fn canonical_types() -> String {
@@ -242,6 +244,7 @@ impl<'c> Mapping<'c> {
             types_folded,
             default_type,
             accepted_types,
+            check: None,
         }
     }
 
@@ -446,7 +449,7 @@ impl<'c> Mapping<'c> {
             let v = text(&cells, *col).unwrap_or_default();
             attributes.insert((*name).to_owned(), v.to_owned());
         }
-        Some(IdentityRecord {
+        let record = IdentityRecord {
             id: id?,
             employment_type: employment_type?,
             manager,
@@ -454,7 +457,15 @@ impl<'c> Mapping<'c> {
             end_date,
             attributes,
             groups: BTreeSet::new(),
-        })
+        };
+        if let Some(check) = self.check
+            && let Some(problem) = check(&record)
+        {
+            let col = self.end_date.unwrap_or(self.id);
+            self.report(problems, row, col, || problem);
+            return None;
+        }
+        Some(record)
     }
 }
 

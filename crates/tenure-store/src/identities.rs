@@ -88,6 +88,24 @@ impl Store {
         self.commit(tx, &what).await
     }
 
+    /// [`Store::save_identities`] with the grants the changes earn (a mover's
+    /// grace periods), made by `actor` at `at`, in the same transaction.
+    pub async fn save_identities_and_grants(
+        &self,
+        upserts: &[Identity],
+        grants: &[tenure_core::policy::Grant],
+        actor: &str,
+        at: chrono::DateTime<chrono::Utc>,
+        audit: Vec<AuditEvent>,
+    ) -> Result<(), StoreError> {
+        let what = format!("saving {} identities", upserts.len());
+        let mut tx = self.begin_write(&what).await?;
+        self.upsert_identities_tx(&mut tx, upserts).await?;
+        self.insert_grants_tx(&mut tx, grants, actor, at).await?;
+        self.append_audit_tx(&mut tx, audit).await?;
+        self.commit(tx, &what).await
+    }
+
     /// Upserts identities inside a write transaction (see [`Store::save_identities`]).
     pub(crate) async fn upsert_identities_tx(
         &self,

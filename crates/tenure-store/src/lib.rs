@@ -21,6 +21,7 @@
 mod audit;
 mod changes;
 mod error;
+mod grants;
 mod header;
 mod identities;
 mod migrate;
@@ -36,6 +37,7 @@ mod url;
 
 pub use changes::{IdentityDigest, LegalHold, PlanCursor};
 pub use error::StoreError;
+pub use grants::StoredGrant;
 pub use migrate::{SCHEMA_VERSION, schema_versions};
 pub use outbox::{Channel, Delivery, DeliveryCounts, DeliveryState, NewDelivery};
 pub use queue::{MAX_BACKOFF, OpState, PlanId, QueueCounts, QueuedOperation, RetryPolicy};

@@ -62,10 +62,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_changes.sql"),
         postgres: include_str!("../migrations/postgres/0005_changes.sql"),
     },
+    Migration {
+        version: 6,
+        name: "grants with validity windows",
+        sqlite: include_str!("../migrations/sqlite/0006_grants.sql"),
+        postgres: include_str!("../migrations/postgres/0006_grants.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Every schema version this build knows, in order (numbers may skip: a
 /// version is a name, applied by set membership).

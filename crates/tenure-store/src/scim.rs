@@ -53,6 +53,10 @@ pub struct UserWrite<'a> {
     pub expected_version: Option<i64>,
     /// Now.
     pub now: DateTime<Utc>,
+    /// Grants the change earns (a mover's grace periods), made by `actor`.
+    pub grants: &'a [tenure_core::policy::Grant],
+    /// Who writes (the token's actor), for the grants.
+    pub actor: &'a str,
 }
 
 /// A group to write.
@@ -552,6 +556,8 @@ impl Store {
             .map_err(|e| self.db_err(&what, e))?;
         }
         self.upsert_identities_tx(&mut tx, identities).await?;
+        self.insert_grants_tx(&mut tx, w.grants, w.actor, w.now)
+            .await?;
         self.append_audit_tx(&mut tx, audit).await?;
         self.commit(tx, &what).await?;
         Ok(version)

@@ -6,6 +6,7 @@
 //! It holds no lifecycle logic of its own.
 
 mod demo;
+mod grant;
 mod ops;
 mod output;
 mod progress;
@@ -188,6 +189,12 @@ enum Command {
         /// Why: a case reference (recorded in the audit log).
         #[arg(long)]
         reason: String,
+    },
+    /// Grants: access given by people outside the birthright rules, with a
+    /// validity window (add, list, revoke).
+    Grant {
+        #[command(subcommand)]
+        command: grant::GrantCommand,
     },
     /// Release a legal hold: deprovisioning continues where policy says.
     Release {
@@ -596,6 +603,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 println!("Legal hold on {id} released: deprovisioning continues as policy says.");
             }
+        }
+        Command::Grant { command } => {
+            let engine = open(&cli, clock).await?;
+            grant::run(&engine, command).await?;
         }
         Command::Status { identity, json } => {
             let engine = open(&cli, clock).await?;

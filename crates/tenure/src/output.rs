@@ -583,6 +583,31 @@ pub fn timeline_text(t: &tenure_engine::timeline::Timeline) -> String {
             );
         }
     }
+    if !t.grants.is_empty() {
+        let _ = writeln!(s, "\nGrants:");
+        for g in &t.grants {
+            let window = match (g.grant.grant.valid_from, g.grant.grant.valid_until) {
+                (None, None) => "no end".to_owned(),
+                (Some(f), None) => format!("from {}", f.format("%Y-%m-%d %H:%M")),
+                (None, Some(u)) => format!("until {}", u.format("%Y-%m-%d %H:%M")),
+                (Some(f), Some(u)) => format!(
+                    "{} to {}",
+                    f.format("%Y-%m-%d %H:%M"),
+                    u.format("%Y-%m-%d %H:%M")
+                ),
+            };
+            let _ = writeln!(
+                s,
+                "  #{:<4} {:<16} {:<8} {}  — {} (by {})",
+                g.grant.id,
+                g.grant.grant.role,
+                g.state,
+                window,
+                g.grant.grant.reason,
+                g.grant.created_by
+            );
+        }
+    }
     let _ = writeln!(s, "\nOperations:");
     if t.operations.is_empty() {
         let _ = writeln!(s, "  (none)");

@@ -67,6 +67,8 @@ async fn seed(store: &Store) {
                     resource: &r,
                     expected_version: None,
                     now: t0() + secs(i as i64),
+                    grants: &[],
+                    actor: "test",
                 },
                 &[],
                 vec![],
@@ -242,6 +244,8 @@ async fn scim_writes_are_conditional_and_unique(db: TestDb) {
         resource: &r,
         expected_version: v,
         now: t0() + secs(60),
+        grants: &[],
+        actor: "test",
     };
     assert_eq!(
         store
