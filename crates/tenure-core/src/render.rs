@@ -316,6 +316,14 @@ pub fn trace_text(t: &crate::trace::Trace) -> String {
                     let _ = writeln!(s, "        entitlement {e}  [{}]", reasons_text(why));
                 }
             }
+            Desired::Restricted { reasons, .. }
+                if reasons.as_slice() == [crate::plan::Reason::NotJustified] =>
+            {
+                let _ = writeln!(
+                    s,
+                    "    {title}: no account: nothing justifies one (an existing one is disabled and stripped)"
+                );
+            }
             Desired::Restricted {
                 keep_entitlements,
                 reasons,
