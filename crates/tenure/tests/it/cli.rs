@@ -1081,6 +1081,21 @@ fn plan_and_apply_for_one_person_print_the_trace_of_why() {
     .unwrap();
     assert_eq!(v["trace"][0]["identity"], "E1006");
     assert!(v["executed"]["done"].as_u64().unwrap() > 0, "{v}");
+    // A leaver under a legal hold: the trace shows the step in force and the hold.
+    org.run(&["hold", "E1030", "--reason", "case 2026-118"])
+        .ok();
+    let r = org
+        .run(&["--now", "2026-12-30", "plan", "--identity", "E1030"])
+        .ok();
+    for needle in [
+        "  status: leaver (end date 2026-11-24 reached",
+        "  legal hold: in force; nothing is deleted until it is released",
+        "  deprovisioning: policy ",
+        "— due",
+        "legal hold: kept, not deleted]",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle:?} in\n{}", r.stdout);
+    }
     let bad = org.run(&["--now", later, "plan", "--identity", "E9999"]);
     assert_ne!(bad.code, 0);
     assert!(bad.stderr.contains("no identity E9999"), "{}", bad.stderr);
@@ -1160,6 +1175,20 @@ fn explain_says_why_a_person_has_access_and_what_nothing_justifies() {
     );
     assert_eq!(v["operations"].as_array().unwrap().len(), 1);
     assert_eq!(v["trace"]["identity"], "E1016");
+
+    // Suspended: the account is disabled, its entitlements kept for a resume.
+    org.run(&["--now", now, "suspend", "E1016", "--reason", "phishing"])
+        .ok();
+    let r = org.run(&["--now", now, "explain", "E1016", "crm"]).ok();
+    for needle in [
+        "E1016 Dennis Ritchie (suspended, suspended by an operator",
+        "Account dennis.ritchie: exists, disabled, linked to this person\n  because identity suspended\n  → disabled, and stays so: identity suspended\n",
+        "  sales-rep (held)\n    → kept while the account is disabled: identity suspended\n",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle:?} in\n{}", r.stdout);
+    }
+    org.run(&["--now", now, "resume", "E1016", "--reason", "new password"])
+        .ok();
 
     // A system with no account for him: nothing justifies one.
     let r = org.run(&["--now", now, "explain", "E1016", "ledger"]).ok();
