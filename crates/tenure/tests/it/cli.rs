@@ -1106,7 +1106,48 @@ fn plan_and_apply_for_one_person_print_the_trace_of_why() {
 /// nothing justifies is named, with what a plan would do about it.
 #[test]
 fn explain_says_why_a_person_has_access_and_what_nothing_justifies() {
-    let org = Org::new();
+    explain_scenario(&Org::new());
+}
+
+/// The same with Tenure's store on PostgreSQL (a fresh database, dropped after).
+#[test]
+fn explain_says_why_a_person_has_access_on_postgres() {
+    let Ok(base) = std::env::var("TENURE_TEST_POSTGRES") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "TENURE_TEST_POSTGRES is not set, and CI runs every variant"
+        );
+        eprintln!("TENURE_TEST_POSTGRES is not set: explain on PostgreSQL is skipped");
+        return;
+    };
+    let name = format!(
+        "tenure_explain_{}_{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect(&base).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+    });
+    let _drop = crate::crash::DropDatabase {
+        base: base.clone(),
+        name: name.clone(),
+    };
+    let mut org = Org::new();
+    org.database = match base.rfind('/') {
+        Some(i) => format!("{}/{name}", &base[..i]),
+        None => panic!("TENURE_TEST_POSTGRES must end in /database"),
+    };
+    explain_scenario(&org);
+}
+
+fn explain_scenario(org: &Org) {
     let now = "2026-11-01";
     org.run(&["--now", now, "import"]).ok();
     org.run(&["--now", now, "apply"]).ok();
