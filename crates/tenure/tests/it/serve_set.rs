@@ -172,7 +172,7 @@ fn fetch_jwks(port: u16) -> JwkSet {
 
 /// The two events of one person's tokens, each checked: subject, issuer,
 /// audience, `iat` close to the real time (the wall clock signs), unique
-/// `jti`, shared `txn`, the event's timestamp and initiating entity.
+/// `jti`, shared `txn`, `toe` and the event's timestamp, the initiating entity.
 fn check_pair(claims: &[Value], email: &str, initiating: &str, reason: Option<&str>) {
     assert_eq!(claims.len(), 2, "{claims:?}");
     let mut uris = Vec::new();
@@ -191,6 +191,7 @@ fn check_pair(claims: &[Value], email: &str, initiating: &str, reason: Option<&s
         let (uri, body) = events.iter().next().unwrap();
         uris.push(uri.clone());
         assert!(body["event_timestamp"].as_i64().unwrap() > 0, "{c}");
+        assert_eq!(c["toe"], body["event_timestamp"], "{c}");
         assert_eq!(body["initiating_entity"], initiating, "{c}");
         if let Some(r) = reason {
             assert_eq!(body["reason_admin"]["en"], r, "{c}");
