@@ -1261,6 +1261,18 @@ fn explain_scenario(org: &Org) {
         r.stdout
     );
 
+    // A system that cannot be read: said so, and what policy says stands.
+    std::fs::write(org.path("apps/crm.db"), b"this is not a database").unwrap();
+    let r = org.run(&["--now", later, "explain", "E1016", "crm"]).ok();
+    for needle in [
+        "  the system could not be read: ",
+        "Account dennis.ritchie: unknown (not read), linked to this person\n",
+        "  → the system could not be read; policy says: rule sales-managers → role sales-manager",
+        "  sales-manager (not held)\n    because rule sales-managers → role sales-manager\n    → justified (the system could not be read)\n",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle:?} in\n{}", r.stdout);
+    }
+
     // Unknown identity or system: a clear error and a non-zero exit.
     let bad = org.run(&["--now", now, "explain", "E9999", "crm"]);
     assert_eq!(bad.code, 1);
