@@ -20,6 +20,7 @@ pub mod plan;
 pub mod policy;
 pub mod render;
 pub mod state;
+pub mod trace;
 
 pub use identity::{EmploymentType, Identity, IdentityRecord, LifecycleStatus};
 pub use ids::{

@@ -65,6 +65,8 @@ struct Expr {
     program: Program,
     what: String,
     location: Location,
+    /// The expression as written (shown in traces).
+    text: String,
 }
 
 struct CompiledRule {
@@ -102,6 +104,8 @@ pub struct Policy {
     env: Arc<Env>,
     rules: Vec<CompiledRule>,
     gifts: BTreeMap<RoleId, Vec<Gift>>,
+    /// Each role's own gifts and the roles it contains (for traces).
+    direct: Direct,
     systems: BTreeMap<SystemId, CompiledSystem>,
     deprovisioning: Vec<CompiledDeprovisioning>,
     reconcile: BTreeMap<SystemId, croner::Cron>,
@@ -381,6 +385,7 @@ impl Policy {
                         program,
                         what,
                         location,
+                        text: src.get_ref().clone(),
                     })
                 }
                 Err(e) => {
@@ -747,6 +752,7 @@ impl Policy {
             env,
             rules,
             gifts,
+            direct,
             systems,
             deprovisioning,
             reconcile,
@@ -857,6 +863,199 @@ impl Policy {
     ) -> Result<DesiredIdentity, EvalError> {
         let root = Context::with_env(self.env.clone());
         self.evaluate_in(&root, identity, grants, now)
+    }
+
+    /// Why this identity has what it has at `now`: its record, its status and
+    /// why, every rule (matched or not), its grants, the roles reached and
+    /// by which path, the deprovisioning schedule, and what each system must
+    /// hold. The systems' part is exactly what [`Policy::evaluate`] gives
+    /// (legal holds are the caller's: [`crate::trace::Trace::hold`]).
+    pub fn trace(
+        &self,
+        identity: &Identity,
+        grants: &[&Grant],
+        now: DateTime<Utc>,
+    ) -> crate::trace::Trace {
+        use crate::trace::{
+            DeprovisioningTrace, GrantTrace, RoleGift, RoleTrace, RuleTrace, StepTrace,
+            SystemTrace, Trace,
+        };
+        let today = now.date_naive();
+        let status = if identity.status == LifecycleStatus::Deleted {
+            LifecycleStatus::Deleted
+        } else {
+            identity.status_on(today)
+        };
+        let mut error = None;
+        let deprovisioning = if identity.record.end_date.is_some()
+            || matches!(status, LifecycleStatus::Leaver | LifecycleStatus::Deleted)
+        {
+            match self.leaver_schedule(identity) {
+                Ok((policy, steps)) => Some(DeprovisioningTrace {
+                    policy,
+                    end_date: identity.record.end_date,
+                    steps: steps
+                        .into_iter()
+                        .map(|(action, at)| StepTrace {
+                            action,
+                            at,
+                            due: at <= now,
+                        })
+                        .collect(),
+                }),
+                Err(e) => {
+                    error = Some(e);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        // Rules are evaluated as `evaluate` does: for active people, and for
+        // leavers none of whose steps is due yet.
+        let rules_evaluated = match status {
+            LifecycleStatus::Active => true,
+            LifecycleStatus::Leaver => deprovisioning
+                .as_ref()
+                .is_some_and(|d| d.steps.iter().all(|s| !s.due)),
+            _ => false,
+        };
+        let root = Context::with_env(self.env.clone());
+        let mut ctx = root.new_inner_scope();
+        ctx.add_variable_from_value("identity", identity_value(identity, status));
+        let mut held: Vec<(RoleId, Reason)> = Vec::new();
+        let rules = self
+            .rules
+            .iter()
+            .map(|rule| {
+                let (matched, err) = if rules_evaluated {
+                    match eval_bool(&rule.when, &ctx, identity.id()) {
+                        Ok(b) => (Some(b), None),
+                        Err(e) => (None, Some(e.message)),
+                    }
+                } else {
+                    (None, None)
+                };
+                if matched == Some(true) {
+                    for role in &rule.roles {
+                        held.push((
+                            role.clone(),
+                            Reason::Birthright {
+                                rule: rule.id.clone(),
+                                roles: vec![],
+                            },
+                        ));
+                    }
+                }
+                RuleTrace {
+                    id: rule.id.clone(),
+                    when: rule.when.text.clone(),
+                    matched,
+                    error: err,
+                    roles: rule.roles.clone(),
+                }
+            })
+            .collect();
+        let grant_traces = grants
+            .iter()
+            .map(|g| {
+                let in_force = g.in_force(now);
+                if in_force && rules_evaluated {
+                    held.push((
+                        g.role.clone(),
+                        Reason::Grant {
+                            reason: g.reason.clone(),
+                            roles: vec![],
+                        },
+                    ));
+                }
+                GrantTrace {
+                    role: g.role.clone(),
+                    reason: g.reason.clone(),
+                    valid_from: g.valid_from,
+                    valid_until: g.valid_until,
+                    in_force,
+                }
+            })
+            .collect();
+        // Every role reached, by every path (cycles are refused at compile time;
+        // the stack check only keeps a walk finite whatever happens).
+        let mut reached: BTreeMap<RoleId, Vec<Reason>> = BTreeMap::new();
+        fn walk(
+            direct: &Direct,
+            origin: &Reason,
+            stack: &mut Vec<RoleId>,
+            reached: &mut BTreeMap<RoleId, Vec<Reason>>,
+        ) {
+            let Some(current) = stack.last().cloned() else {
+                return;
+            };
+            let via = with_path(origin, stack);
+            let list = reached.entry(current.clone()).or_default();
+            if !list.contains(&via) {
+                list.push(via);
+            }
+            for sub in direct.get(&current).map(|d| d.1.as_slice()).unwrap_or(&[]) {
+                if stack.contains(sub) {
+                    continue;
+                }
+                stack.push(sub.clone());
+                walk(direct, origin, stack, reached);
+                stack.pop();
+            }
+        }
+        for (role, origin) in &held {
+            walk(&self.direct, origin, &mut vec![role.clone()], &mut reached);
+        }
+        let roles = reached
+            .into_iter()
+            .map(|(role, via)| {
+                let gives = self
+                    .direct
+                    .get(&role)
+                    .map(|d| {
+                        d.0.iter()
+                            .map(|(system, entitlement)| RoleGift {
+                                system: system.clone(),
+                                entitlement: entitlement.clone(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                RoleTrace { role, via, gives }
+            })
+            .collect();
+        let systems = match self.evaluate_in(&root, identity, grants, now) {
+            Ok(d) => self
+                .systems
+                .iter()
+                .map(|(id, s)| SystemTrace {
+                    system: id.clone(),
+                    name: s.name.clone(),
+                    desired: d.on(id).into_owned(),
+                })
+                .collect(),
+            Err(e) => {
+                error.get_or_insert(e);
+                Vec::new()
+            }
+        };
+        Trace {
+            identity: identity.id().clone(),
+            source: identity.source.clone(),
+            at: now,
+            record: identity.record.clone(),
+            status,
+            status_why: crate::trace::status_why(&identity.record, status, today),
+            rules_evaluated,
+            rules,
+            grants: grant_traces,
+            roles,
+            deprovisioning,
+            legal_hold: false,
+            error,
+            systems,
+        }
     }
 
     /// The deprovisioning policy that applies to an identity, and its steps with their due times.

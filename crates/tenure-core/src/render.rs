@@ -155,3 +155,198 @@ pub fn finding_text(f: &Finding) -> String {
         }
     }
 }
+
+fn reasons_text(reasons: &[crate::plan::Reason]) -> String {
+    let r: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+    r.join("; ")
+}
+
+fn moment(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// Renders the trace of one person's evaluation for people: source record →
+/// attributes → status → rules → roles → what each system must hold.
+pub fn trace_text(t: &crate::trace::Trace) -> String {
+    use crate::state::Desired;
+    let mut s = String::new();
+    let r = &t.record;
+    let _ = writeln!(
+        s,
+        "Trace for {} (source {}), evaluated at {}",
+        t.identity,
+        t.source,
+        moment(t.at)
+    );
+    let _ = writeln!(s, "  source record:");
+    let date = |d: Option<chrono::NaiveDate>| d.map(|d| d.to_string()).unwrap_or("—".into());
+    let _ = writeln!(s, "    employment_type = {}", r.employment_type.as_str());
+    let _ = writeln!(
+        s,
+        "    manager = {}",
+        r.manager
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or("—".into())
+    );
+    let _ = writeln!(s, "    start_date = {}", date(r.start_date));
+    let _ = writeln!(s, "    end_date = {}", date(r.end_date));
+    for (k, v) in &r.attributes {
+        let _ = writeln!(s, "    {k} = {v:?}");
+    }
+    if !r.groups.is_empty() {
+        let g: Vec<&str> = r.groups.iter().map(String::as_str).collect();
+        let _ = writeln!(s, "    groups = {}", g.join(", "));
+    }
+    let _ = writeln!(s, "  status: {} ({})", t.status, t.status_why);
+    if t.legal_hold {
+        let _ = writeln!(
+            s,
+            "  legal hold: in force; nothing is deleted until it is released"
+        );
+    }
+    if let Some(d) = &t.deprovisioning {
+        let _ = writeln!(
+            s,
+            "  deprovisioning: policy {} from end date {}",
+            d.policy,
+            date(d.end_date)
+        );
+        for step in &d.steps {
+            let _ = writeln!(
+                s,
+                "    {} at {} — {}",
+                step.action.as_str(),
+                moment(step.at),
+                if step.due { "due" } else { "not yet due" }
+            );
+        }
+    }
+    let _ = writeln!(s, "  rules:");
+    if !t.rules_evaluated {
+        let _ = writeln!(
+            s,
+            "    (not evaluated: the status decides; rules apply to active people, and to leavers before their first step)"
+        );
+    }
+    if t.rules.is_empty() {
+        let _ = writeln!(s, "    (none configured)");
+    }
+    for rule in t.rules.iter().filter(|_| t.rules_evaluated) {
+        let roles: Vec<String> = rule.roles.iter().map(ToString::to_string).collect();
+        let verdict = match (&rule.matched, &rule.error) {
+            (_, Some(e)) => format!("FAILED: {e}"),
+            (Some(true), _) => format!("matched → {}", roles.join(", ")),
+            (Some(false), _) => "no match".to_owned(),
+            (None, None) => "not evaluated".to_owned(),
+        };
+        let _ = writeln!(s, "    {} [{}]: {verdict}", rule.id, rule.when);
+    }
+    if !t.grants.is_empty() {
+        let _ = writeln!(s, "  grants:");
+        for g in &t.grants {
+            let _ = writeln!(
+                s,
+                "    role {} ({}): {}",
+                g.role,
+                g.reason,
+                if g.in_force {
+                    "in force"
+                } else {
+                    "not in force"
+                }
+            );
+        }
+    }
+    let _ = writeln!(s, "  roles:");
+    if t.roles.is_empty() {
+        let _ = writeln!(s, "    (none)");
+    }
+    for role in &t.roles {
+        let gives: Vec<String> = role
+            .gives
+            .iter()
+            .map(|g| match &g.entitlement {
+                Some(e) => format!("{}:{e}", g.system),
+                None => format!("{} account", g.system),
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "    {}{}",
+            role.role,
+            if gives.is_empty() {
+                String::new()
+            } else {
+                format!(" (gives {})", gives.join(", "))
+            }
+        );
+        for via in &role.via {
+            let _ = writeln!(s, "      via {via}");
+        }
+    }
+    if let Some(e) = &t.error {
+        let _ = writeln!(
+            s,
+            "  evaluation FAILED, access left exactly as it is: {} ({}): {}",
+            e.what, e.location, e.message
+        );
+    }
+    if !t.systems.is_empty() {
+        let _ = writeln!(s, "  systems:");
+    }
+    for sys in &t.systems {
+        let title = if sys.name.is_empty() || sys.name == sys.system.as_str() {
+            sys.system.to_string()
+        } else {
+            format!("{} ({})", sys.system, sys.name)
+        };
+        match &sys.desired {
+            Desired::Account(a) => {
+                let _ = writeln!(
+                    s,
+                    "    {title}: account {}  [{}]",
+                    a.key,
+                    reasons_text(&a.reasons)
+                );
+                for (k, v) in &a.attributes {
+                    let _ = writeln!(s, "        {k} = {v:?}");
+                }
+                for (e, why) in &a.entitlements {
+                    let _ = writeln!(s, "        entitlement {e}  [{}]", reasons_text(why));
+                }
+            }
+            Desired::Restricted { reasons, .. }
+                if reasons.as_slice() == [crate::plan::Reason::NotJustified] =>
+            {
+                let _ = writeln!(
+                    s,
+                    "    {title}: no account: nothing justifies one (an existing one is disabled and stripped)"
+                );
+            }
+            Desired::Restricted {
+                keep_entitlements,
+                reasons,
+            } => {
+                let _ = writeln!(
+                    s,
+                    "    {title}: no account to create; any existing account disabled{}  [{}]",
+                    if *keep_entitlements {
+                        ", entitlements kept"
+                    } else {
+                        " and stripped of its entitlements"
+                    },
+                    reasons_text(reasons)
+                );
+            }
+            Desired::Absent { reasons } => {
+                let _ = writeln!(
+                    s,
+                    "    {title}: any account deleted  [{}]",
+                    reasons_text(reasons)
+                );
+            }
+        }
+    }
+    s
+}

@@ -173,6 +173,21 @@ pub enum Desired {
     },
 }
 
+impl Desired {
+    /// Under a legal hold, an account policy would delete stays, disabled
+    /// and stripped of its entitlements.
+    pub fn hold(&mut self) {
+        if let Desired::Absent { reasons } = self {
+            let mut reasons = std::mem::take(reasons);
+            reasons.push(Reason::LegalHold);
+            *self = Desired::Restricted {
+                keep_entitlements: false,
+                reasons,
+            };
+        }
+    }
+}
+
 /// What one identity must have everywhere. A system the identity has no entry
 /// for means: nothing justifies an account there (see [`DesiredIdentity::on`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,14 +229,7 @@ impl DesiredState {
                 continue;
             }
             for want in d.systems.values_mut() {
-                if let Desired::Absent { reasons } = want {
-                    let mut reasons = std::mem::take(reasons);
-                    reasons.push(Reason::LegalHold);
-                    *want = Desired::Restricted {
-                        keep_entitlements: false,
-                        reasons,
-                    };
-                }
+                want.hold();
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod engine;
 pub mod error;
 pub mod executor;
+pub mod explain;
 pub mod grants;
 pub mod import;
 pub mod load;

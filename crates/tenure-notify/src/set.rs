@@ -3,8 +3,9 @@
 //!
 //! A token says one thing about one person to one receiver: the OpenID
 //! Shared Signals CAEP `session-revoked` event or the RISC `account-disabled`
-//! event, with `iss`, `aud`, `iat`, `jti`, `txn` (the notice's id, shared by
-//! every token about the same event) and `sub_id`, a subject identifier in
+//! event, with `iss`, `aud`, `iat`, `jti`, `toe` (RFC 8417's time of the
+//! event), `txn` (the notice's id, shared by every token about the same
+//! event) and `sub_id`, a subject identifier in
 //! the receiver's chosen format (RFC 9493: `email`, `opaque` or `iss_sub`).
 //! The JOSE header has `typ: secevent+jwt` and the key's `kid`.
 //!
@@ -165,6 +166,7 @@ impl SetSigner {
             "aud": receiver.audience,
             "iat": iat,
             "jti": jti,
+            "toe": notice.at.timestamp(),
             "txn": notice.id,
             "sub_id": sub_id,
             "events": { event.uri(): body },

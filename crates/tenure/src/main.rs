@@ -218,6 +218,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Why does this person have this access? Reads the system's account of
+    /// this one person and says, for the account and each entitlement, the
+    /// rule or grant → role path that justifies it, or that nothing does
+    /// (and what a plan would do about it).
+    Explain {
+        /// The identity (the source's person id).
+        identity: String,
+        /// The system's id in the configuration.
+        system: String,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Reports on access, orphaned accounts and leavers.
     Report {
         /// Which report.
@@ -438,17 +451,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             identities,
         } => {
             let engine = open(&cli, clock).await?;
-            let planned = engine
-                .plan_scoped(scope(*changed, identities)?, &progress)
-                .await?;
+            let scope = scope(*changed, identities)?;
+            let traces = match &scope {
+                tenure_engine::Scope::Identities(ids) => {
+                    tenure_engine::explain::traces(&engine, ids).await?
+                }
+                _ => Vec::new(),
+            };
+            let planned = engine.plan_scoped(scope, &progress).await?;
             if let Some(path) = out {
                 let text = serde_json::to_string_pretty(&planned.plan)?;
                 std::fs::write(path, text)
                     .with_context(|| format!("cannot write the plan to {}", path.display()))?;
             }
             if *json {
-                println!("{}", serde_json::to_string_pretty(&planned.plan)?);
+                let mut v = serde_json::to_value(&planned.plan)?;
+                if !traces.is_empty()
+                    && let Some(o) = v.as_object_mut()
+                {
+                    o.insert("trace".into(), serde_json::to_value(&traces)?);
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
+                for t in &traces {
+                    println!("{}", tenure_core::render::trace_text(t));
+                }
                 print!("{}", tenure_core::render::plan_text(&planned.plan));
                 if let Some(note) = output::scope_note(*changed, &planned) {
                     println!("{note}");
@@ -484,9 +511,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Some(p) => Some(read_plan(p)?),
                 None => None,
             };
+            let scope = scope(*changed, identities)?;
+            let traces = match &scope {
+                tenure_engine::Scope::Identities(ids) if saved.is_none() => {
+                    tenure_engine::explain::traces(&engine, ids).await?
+                }
+                _ => Vec::new(),
+            };
             let (planned, report) = engine
                 .apply_scoped(
-                    scope(*changed, identities)?,
+                    scope,
                     saved.as_ref(),
                     *allow_mass_change,
                     !*queue_only,
@@ -494,15 +528,40 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 )
                 .await?;
             if *json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&output::apply_json(&planned, &report))?
-                );
+                let mut v = output::apply_json(&planned, &report);
+                if !traces.is_empty()
+                    && let Some(o) = v.as_object_mut()
+                {
+                    o.insert("trace".into(), serde_json::to_value(&traces)?);
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
+                for t in &traces {
+                    println!("{}", tenure_core::render::trace_text(t));
+                }
+                if !traces.is_empty() {
+                    println!("{}", tenure_core::render::plan_text(&planned.plan));
+                }
                 print!("{}", output::apply_text(&planned, &report));
             }
             if report.failed > 0 || report.executed.failed > 0 {
                 return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Explain {
+            identity,
+            system,
+            json,
+        } => {
+            let engine = open(&cli, clock).await?;
+            let id = parse_identity(identity)?;
+            let sys = tenure_core::SystemId::new(system.as_str())
+                .map_err(|e| anyhow::anyhow!("system {system:?}: {e}"))?;
+            let e = tenure_engine::explain::explain(&engine, &id, &sys, &progress).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                print!("{}", output::explain_text(&e));
             }
         }
         Command::Report { kind, format } => {

@@ -634,3 +634,87 @@ pub fn timeline_text(t: &tenure_engine::timeline::Timeline) -> String {
     }
     s
 }
+
+/// `tenure explain` for people.
+pub fn explain_text(e: &tenure_engine::explain::Explanation) -> String {
+    let mut s = String::new();
+    let name = if e.name.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", e.name)
+    };
+    let system = if e.system_name.is_empty() || e.system_name == e.system.as_str() {
+        e.system.to_string()
+    } else {
+        format!("{} ({})", e.system, e.system_name)
+    };
+    let _ = writeln!(
+        s,
+        "{}{name} ({}, {}) on {system}",
+        e.identity, e.status, e.trace.status_why
+    );
+    if let Some(why) = &e.unreadable {
+        let _ = writeln!(s, "  the system could not be read: {why}");
+    }
+    let a = &e.account;
+    let state = match (a.exists, a.enabled) {
+        (None, _) => "unknown (not read)",
+        (Some(false), _) => "does not exist",
+        (Some(true), Some(false)) => "exists, disabled",
+        (Some(true), _) => "exists, enabled",
+    };
+    let _ = writeln!(
+        s,
+        "Account {}: {state}{}",
+        a.key
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "(none)".into()),
+        if a.linked {
+            ", linked to this person"
+        } else {
+            ""
+        }
+    );
+    for r in &a.reasons {
+        let _ = writeln!(s, "  because {r}");
+    }
+    let _ = writeln!(s, "  → {}", a.verdict);
+    let _ = writeln!(s, "Entitlements:");
+    if e.entitlements.is_empty() {
+        let _ = writeln!(s, "  (none held, none justified)");
+    }
+    for x in &e.entitlements {
+        let _ = writeln!(
+            s,
+            "  {} ({})",
+            x.entitlement,
+            if x.held { "held" } else { "not held" }
+        );
+        for r in &x.justified_by {
+            let _ = writeln!(s, "    because {r}");
+        }
+        let _ = writeln!(s, "    → {}", x.verdict);
+    }
+    if e.operations.is_empty() {
+        let _ = writeln!(s, "A plan would change nothing here for {}.", e.identity);
+    } else {
+        let _ = writeln!(s, "A plan would:");
+        for op in &e.operations {
+            let why: Vec<String> = op.reasons.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                s,
+                "  {} {}  [{}]",
+                op.action.name().replace('_', " "),
+                match &op.action {
+                    tenure_core::Action::AddMembership { entitlement }
+                    | tenure_core::Action::RemoveMembership { entitlement } =>
+                        format!("{} {entitlement}", op.account),
+                    _ => op.account.to_string(),
+                },
+                why.join("; ")
+            );
+        }
+    }
+    s
+}

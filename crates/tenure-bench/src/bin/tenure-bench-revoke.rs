@@ -17,6 +17,13 @@
 //! that each have a scheduled step pending, 100 of them due now: the time to
 //! find the due ones (what every tick does), over 50 runs.
 //!
+//! With `--ldap`, the organisation also has an account (and one group
+//! membership) in an OpenLDAP directory: a private `slapd` on loopback,
+//! started and stopped by the benchmark the way the LDAP tests start one
+//! (`crates/tenure-connectors/tests/it/ldap_slapd.rs`; needs slapd and
+//! ldap-utils, `scripts/install-ldap-test-deps`), disabled with the ppolicy
+//! overlay's lock. Each revocation then waits for eleven confirmations.
+//!
 //! Results are printed as Markdown; record them by hand in BENCHMARKS.md.
 //! Run it with `scripts/bench-revoke`.
 
@@ -28,7 +35,16 @@ use std::sync::Arc;
 use std::time::Instant;
 use tenure_engine::{ApplyOptions, Engine, NoProgress, Scope, SystemClock};
 
+// The LDAP tests' private slapd: it panics when it cannot start, which for a
+// benchmark is a clear enough stop.
+#[allow(clippy::expect_used, clippy::panic, clippy::unwrap_used, missing_docs)]
+#[path = "../../../tenure-connectors/tests/it/ldap_slapd.rs"]
+mod ldap_slapd;
+
+/// The SQL applications.
 const SYSTEMS: usize = 10;
+/// The entry groups hold when their last member goes (groupOfNames needs one).
+const PLACEHOLDER: &str = "cn=nobody,dc=example,dc=com";
 
 /// Time to revoke over ten SQL applications, and the scheduler's cost with a million steps pending.
 #[derive(Debug, Parser)]
@@ -50,9 +66,60 @@ struct Args {
     /// Where the work directory is created (default: the system's temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Also provision and revoke on an OpenLDAP directory (a private slapd
+    /// started by the benchmark): ten SQL applications and one LDAP system.
+    #[arg(long)]
+    ldap: bool,
 }
 
-fn config(dir: &Path) -> Result<()> {
+/// The LDAP system of `--ldap`, on the private server at `url`.
+fn ldap_system(dir: &Path, url: &str) -> Result<String> {
+    use ldap_slapd::{ADMIN_DN, ADMIN_PW, GROUPS, PEOPLE};
+    std::fs::write(
+        dir.join("config/directory-password"),
+        format!("{ADMIN_PW}\n"),
+    )?;
+    Ok(format!(
+        r#"
+[[system]]
+id = "directory"
+kind = "ldap"
+entitlements = ["users"]
+[system.account]
+key = "identity.email.split('@')[0]"
+[system.account.attributes]
+cn = "identity.given_name + ' ' + identity.family_name"
+sn = "identity.family_name"
+email = "identity.email"
+[system.settings]
+url = "{url}"
+bind_dn = "{ADMIN_DN}"
+password = {{ file = "directory-password" }}
+people_base = "{PEOPLE}"
+groups_base = "{GROUPS}"
+attributes = {{ email = "mail" }}
+disable_method = "ppolicy"
+group_placeholder_member = "{PLACEHOLDER}"
+"#
+    ))
+}
+
+/// Starts the private directory with the group `users`.
+fn start_slapd() -> Result<ldap_slapd::Slapd> {
+    let Some(slapd) = ldap_slapd::Slapd::start("tenure-bench-revoke --ldap", Default::default())
+    else {
+        bail!(
+            "--ldap needs OpenLDAP's slapd and ldap-utils: install them with scripts/install-ldap-test-deps"
+        );
+    };
+    slapd.ldapadd(&format!(
+        "dn: cn=users,{}\nobjectClass: groupOfNames\ncn: users\nmember: {PLACEHOLDER}\n",
+        ldap_slapd::GROUPS
+    ));
+    Ok(slapd)
+}
+
+fn config(dir: &Path, ldap_url: Option<&str>) -> Result<usize> {
     for sub in ["config", "hr", "apps"] {
         std::fs::create_dir_all(dir.join(sub))?;
     }
@@ -86,9 +153,16 @@ membership_entitlement_column = "grp"
 "#
         ));
     }
-    let entitlements: Vec<String> = (1..=SYSTEMS)
+    let mut entitlements: Vec<String> = (1..=SYSTEMS)
         .map(|n| format!("\"app{n:02}:users\""))
         .collect();
+    let mut count = SYSTEMS;
+    if let Some(url) = ldap_url {
+        systems.push_str(&ldap_system(dir, url)?);
+        accounts.push("\"directory\"".to_owned());
+        entitlements.push("\"directory:users\"".to_owned());
+        count += 1;
+    }
     let policy = format!(
         r#"[guard]
 max_deprovision_percent = 50
@@ -121,7 +195,7 @@ roles = ["staff"]
     std::fs::write(dir.join("config/source.toml"), source)?;
     std::fs::write(dir.join("config/systems.toml"), systems)?;
     std::fs::write(dir.join("config/policy.toml"), policy)?;
-    Ok(())
+    Ok(count)
 }
 
 async fn create_apps(dir: &Path) -> Result<()> {
@@ -211,8 +285,8 @@ fn summary(name: &str, mut v: Vec<f64>) -> String {
     )
 }
 
-async fn time_to_revoke(args: &Args, dir: &Path) -> Result<Vec<String>> {
-    config(dir)?;
+async fn time_to_revoke(args: &Args, dir: &Path, ldap_url: Option<&str>) -> Result<Vec<String>> {
+    let systems = config(dir, ldap_url)?;
     create_apps(dir).await?;
     let today = Utc::now().date_naive();
     let export = tenure_sources::synthetic::generate_csv(args.people, 1, today);
@@ -231,7 +305,7 @@ async fn time_to_revoke(args: &Args, dir: &Path) -> Result<Vec<String>> {
         bail!("provisioning did not finish: {r:?}");
     }
     eprintln!(
-        "provisioned {} operations for {} people on {SYSTEMS} systems",
+        "provisioned {} operations for {} people on {systems} systems",
         p.plan.operations.len(),
         args.people
     );
@@ -297,7 +371,7 @@ async fn time_to_revoke(args: &Args, dir: &Path) -> Result<Vec<String>> {
         )
         .await?;
         end_to_end.push(t.elapsed().as_secs_f64());
-        if !r.complete() || r.systems.len() != SYSTEMS {
+        if !r.complete() || r.systems.len() != systems {
             bail!("suspend of {id} incomplete: {r:?}");
         }
         suspend.push(
@@ -391,11 +465,24 @@ async fn main() -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("tenure-revoke-")
         .tempdir_in(&base)?;
+    let slapd = if args.ldap {
+        Some(start_slapd()?)
+    } else {
+        None
+    };
     println!(
-        "## Time to revoke: {} people, {SYSTEMS} SQL applications, {} leavers and {} suspends\n",
-        args.people, args.leavers, args.leavers
+        "## Time to revoke: {} people, {SYSTEMS} SQL applications{}, {} leavers and {} suspends\n",
+        args.people,
+        if slapd.is_some() {
+            " and an OpenLDAP directory"
+        } else {
+            ""
+        },
+        args.leavers,
+        args.leavers
     );
-    for line in time_to_revoke(&args, dir.path()).await? {
+    let url = slapd.as_ref().map(|s| s.url());
+    for line in time_to_revoke(&args, dir.path(), url.as_deref()).await? {
         println!("{line}");
     }
     if args.scheduled > 0 {

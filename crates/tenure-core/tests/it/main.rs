@@ -11,3 +11,4 @@ mod evaluate;
 mod events;
 mod props;
 mod render;
+mod trace;

@@ -139,6 +139,7 @@ async fn suspension_pushes_verified_tokens(db: TestDb) -> TestResult {
         assert_eq!(c["aud"], "https://app.example.com");
         assert_eq!(c["iat"], sent_at.timestamp());
         assert_eq!(c["txn"], "suspend:E1042:1");
+        assert_eq!(c["toe"], t0().timestamp());
         assert_eq!(c["sub_id"]["format"], "email");
         assert_eq!(c["sub_id"]["email"], "ada@example.com");
         let ev = c["events"].as_object().ok_or("no events")?;

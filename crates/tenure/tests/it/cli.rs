@@ -999,3 +999,294 @@ fn a_legal_hold_stops_deletion_until_released() {
     org.run(&["hold", "E1030", "--reason", " "]).fails_with(1);
     org.run(&["hold", "E9999", "--reason", "x"]).fails_with(1);
 }
+
+/// `plan --identity` and `apply --identity` print the trace of why before
+/// the plan: source record → attributes → rules → roles → each system.
+#[test]
+fn plan_and_apply_for_one_person_print_the_trace_of_why() {
+    let org = Org::new();
+    let now = "2026-11-01";
+    org.run(&["--now", now, "import"]).ok();
+    org.run(&["--now", now, "apply"]).ok();
+
+    let r = org.run(&["--now", now, "plan", "--identity", "E1016"]).ok();
+    let trace_at = r.stdout.find("Trace for E1016 (source hr)").unwrap();
+    let plan_at = r.stdout.find("Plan ").unwrap();
+    assert!(trace_at < plan_at, "the trace comes first:\n{}", r.stdout);
+    for needle in [
+        "    title = \"Account Executive\"",
+        "  status: active (started on 2025-07-15)",
+        "    sales [identity.department == \"Sales\" && !identity.title.contains(\"Manager\")]: matched → sales",
+        "    sales-managers [identity.department == \"Sales\" && identity.title.contains(\"Manager\")]: no match",
+        "    sales (gives crm:sales-rep, wiki:sales)\n      via rule sales → role sales",
+        "    crm (Sales CRM): account dennis.ritchie  [rule sales → role sales]",
+        "        entitlement sales-rep  [rule sales → role sales]",
+        "    ledger (Finance ledger): no account: nothing justifies one",
+        "Nothing to do: every system matches policy.",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle:?} in\n{}", r.stdout);
+    }
+    let v: serde_json::Value = serde_json::from_str(
+        &org.run(&["--now", now, "plan", "--json", "--identity", "E1016"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["operations"], serde_json::json!([]));
+    let t = &v["trace"][0];
+    assert_eq!(t["identity"], "E1016");
+    assert_eq!(t["status"], "active");
+    let matched: Vec<&str> = t["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["matched"] == true)
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(matched, ["employees", "sales"]);
+    // A full plan's JSON has no trace.
+    let full: serde_json::Value =
+        serde_json::from_str(&org.run(&["--now", now, "plan", "--json"]).ok().stdout).unwrap();
+    assert!(full.get("trace").is_none());
+
+    // HR promotes him: applied for him alone, the trace says why first.
+    let later = "2026-11-24";
+    org.run(&[
+        "--now",
+        later,
+        "import",
+        org.path("hr/2026-11-24.csv").to_str().unwrap(),
+    ])
+    .ok();
+    let r = org
+        .run(&["--now", later, "apply", "--identity", "E1016"])
+        .ok();
+    for needle in [
+        "    title = \"Sales Manager\"",
+        "matched → sales-manager",
+        "    sales (gives crm:sales-rep, wiki:sales)\n      via rule sales-managers → role sales-manager → role sales",
+        "entitlement sales-manager  [rule sales-managers → role sales-manager]",
+        "    + add dennis.ritchie to sales-manager  [rule sales-managers → role sales-manager]",
+        "confirmed by their systems, 0 failed",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle:?} in\n{}", r.stdout);
+    }
+    // Only he was planned: the other movers and leavers wait.
+    assert!(!r.stdout.contains("E1030"), "{}", r.stdout);
+    let v: serde_json::Value = serde_json::from_str(
+        &org.run(&["--now", later, "apply", "--json", "--identity", "E1006"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["trace"][0]["identity"], "E1006");
+    assert!(v["executed"]["done"].as_u64().unwrap() > 0, "{v}");
+    // A leaver under a legal hold: the trace shows the step in force and the hold.
+    org.run(&["hold", "E1030", "--reason", "case 2026-118"])
+        .ok();
+    let r = org
+        .run(&["--now", "2026-12-30", "plan", "--identity", "E1030"])
+        .ok();
+    for needle in [
+        "  status: leaver (end date 2026-11-24 reached",
+        "  legal hold: in force; nothing is deleted until it is released",
+        "  deprovisioning: policy ",
+        "— due",
+        "legal hold: kept, not deleted]",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle:?} in\n{}", r.stdout);
+    }
+    let bad = org.run(&["--now", later, "plan", "--identity", "E9999"]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("no identity E9999"), "{}", bad.stderr);
+}
+
+/// `tenure explain IDENTITY SYSTEM`: the rule → role path behind an account
+/// and each entitlement, read from the system for that one person; access
+/// nothing justifies is named, with what a plan would do about it.
+#[test]
+fn explain_says_why_a_person_has_access_and_what_nothing_justifies() {
+    explain_scenario(&Org::new());
+}
+
+/// The same with Tenure's store on PostgreSQL (a fresh database, dropped after).
+#[test]
+fn explain_says_why_a_person_has_access_on_postgres() {
+    let Ok(base) = std::env::var("TENURE_TEST_POSTGRES") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "TENURE_TEST_POSTGRES is not set, and CI runs every variant"
+        );
+        eprintln!("TENURE_TEST_POSTGRES is not set: explain on PostgreSQL is skipped");
+        return;
+    };
+    let name = format!(
+        "tenure_explain_{}_{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect(&base).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+    });
+    let _drop = crate::crash::DropDatabase {
+        base: base.clone(),
+        name: name.clone(),
+    };
+    let mut org = Org::new();
+    org.database = match base.rfind('/') {
+        Some(i) => format!("{}/{name}", &base[..i]),
+        None => panic!("TENURE_TEST_POSTGRES must end in /database"),
+    };
+    explain_scenario(&org);
+}
+
+fn explain_scenario(org: &Org) {
+    let now = "2026-11-01";
+    org.run(&["--now", now, "import"]).ok();
+    org.run(&["--now", now, "apply"]).ok();
+    let r = org.run(&["--now", now, "explain", "E1016", "crm"]).ok();
+    assert_eq!(
+        r.stdout,
+        "E1016 Dennis Ritchie (active, started on 2025-07-15) on crm (Sales CRM)\n\
+         Account dennis.ritchie: exists, enabled, linked to this person\n\
+         \x20 because rule sales → role sales\n\
+         \x20 → justified\n\
+         Entitlements:\n\
+         \x20 sales-rep (held)\n\
+         \x20   because rule sales → role sales\n\
+         \x20   → justified\n\
+         A plan would change nothing here for E1016.\n"
+    );
+
+    // Someone gives him CRM approvals by hand, and a group Tenure does not manage.
+    let crm = org.path("apps/crm.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&format!("sqlite:{}", crm.display()))
+            .await
+            .unwrap();
+        for role in ["sales-manager", "beta-testers"] {
+            sqlx::query("INSERT INTO crm_user_roles (username, role) VALUES ('dennis.ritchie', ?)")
+                .bind(role)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+    });
+    let r = org.run(&["--now", now, "explain", "E1016", "crm"]).ok();
+    for needle in [
+        "  sales-manager (held)\n    → not justified by anything: will be removed\n",
+        "  beta-testers (held)\n    → not managed by Tenure (not in the system's entitlements): left alone\n",
+        "  sales-rep (held)\n    because rule sales → role sales\n    → justified\n",
+        "A plan would:\n  remove membership dennis.ritchie sales-manager  [no longer justified by any rule]\n",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle:?} in\n{}", r.stdout);
+    }
+    let v: serde_json::Value = serde_json::from_str(
+        &org.run(&["--now", now, "explain", "E1016", "crm", "--json"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["account"]["key"], "dennis.ritchie");
+    assert_eq!(v["account"]["linked"], true);
+    let ents = v["entitlements"].as_array().unwrap();
+    let unjustified = ents
+        .iter()
+        .find(|e| e["entitlement"] == "sales-manager")
+        .unwrap();
+    assert_eq!(unjustified["held"], true);
+    assert_eq!(unjustified["justified_by"], serde_json::json!([]));
+    let justified = ents
+        .iter()
+        .find(|e| e["entitlement"] == "sales-rep")
+        .unwrap();
+    assert_eq!(
+        justified["justified_by"][0],
+        serde_json::json!({"kind": "birthright", "rule": "sales", "roles": ["sales"]})
+    );
+    assert_eq!(v["operations"].as_array().unwrap().len(), 1);
+    assert_eq!(v["trace"]["identity"], "E1016");
+
+    // Suspended: the account is disabled, its entitlements kept for a resume.
+    org.run(&["--now", now, "suspend", "E1016", "--reason", "phishing"])
+        .ok();
+    let r = org.run(&["--now", now, "explain", "E1016", "crm"]).ok();
+    for needle in [
+        "E1016 Dennis Ritchie (suspended, suspended by an operator",
+        "Account dennis.ritchie: exists, disabled, linked to this person\n  because identity suspended\n  → disabled, and stays so: identity suspended\n",
+        "  sales-rep (held)\n    → kept while the account is disabled: identity suspended\n",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle:?} in\n{}", r.stdout);
+    }
+    org.run(&["--now", now, "resume", "E1016", "--reason", "new password"])
+        .ok();
+
+    // A system with no account for him: nothing justifies one.
+    let r = org.run(&["--now", now, "explain", "E1016", "ledger"]).ok();
+    assert!(
+        r.stdout
+            .contains("Account (none): does not exist\n  because no longer justified by any rule\n  → no account, and nothing justifies one\n"),
+        "{}",
+        r.stdout
+    );
+    // A leaver: the deprovisioning step in force says why.
+    let later = "2026-11-24";
+    org.run(&[
+        "--now",
+        later,
+        "import",
+        org.path("hr/2026-11-24.csv").to_str().unwrap(),
+    ])
+    .ok();
+    let r = org.run(&["--now", later, "explain", "E1030", "wiki"]).ok();
+    assert!(
+        r.stdout.contains("(leaver, end date 2026-11-24 reached"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("→ will be disabled: leaver since 2026-11-24"),
+        "{}",
+        r.stdout
+    );
+
+    // A system that cannot be read: said so, and what policy says stands.
+    std::fs::write(org.path("apps/crm.db"), b"this is not a database").unwrap();
+    let r = org.run(&["--now", later, "explain", "E1016", "crm"]).ok();
+    for needle in [
+        "  the system could not be read: ",
+        "Account dennis.ritchie: unknown (not read), linked to this person\n",
+        "  → the system could not be read; policy says: rule sales-managers → role sales-manager",
+        "  sales-manager (not held)\n    because rule sales-managers → role sales-manager\n    → justified (the system could not be read)\n",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle:?} in\n{}", r.stdout);
+    }
+
+    // Unknown identity or system: a clear error and a non-zero exit.
+    let bad = org.run(&["--now", now, "explain", "E9999", "crm"]);
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.contains("no identity E9999 is known"),
+        "{}",
+        bad.stderr
+    );
+    let bad = org.run(&["--now", now, "explain", "E1016", "payroll"]);
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr
+            .contains("no system payroll in the configuration (known: crm, ledger, wiki)"),
+        "{}",
+        bad.stderr
+    );
+}

@@ -9,5 +9,6 @@ mod ldap_e2e;
 mod scim_e2e;
 mod scim_server;
 mod serve_ops;
+mod serve_set;
 mod service;
 mod support;

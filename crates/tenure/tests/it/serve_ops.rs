@@ -12,9 +12,9 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-struct Service {
-    child: Child,
-    port: u16,
+pub(crate) struct Service {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
 }
 
 impl Drop for Service {
@@ -25,7 +25,13 @@ impl Drop for Service {
 }
 
 /// (status, body).
-fn http(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, String) {
+pub(crate) fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
@@ -69,9 +75,9 @@ fn http(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str) -> 
 
 /// A webhook receiver on loopback: records every request (head, body) and answers 200.
 /// Requests a receiver got: (head, body).
-type Received = Arc<Mutex<Vec<(String, String)>>>;
+pub(crate) type Received = Arc<Mutex<Vec<(String, String)>>>;
 
-fn receiver() -> (u16, Received) {
+pub(crate) fn receiver() -> (u16, Received) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let got: Received = Arc::default();
@@ -108,11 +114,49 @@ fn receiver() -> (u16, Received) {
     (port, got)
 }
 
-fn token(org: &Org, name: &str, scope: &str) -> String {
+pub(crate) fn token(org: &Org, name: &str, scope: &str) -> String {
     let r = org
         .run(&["token", "create", "--name", name, "--scope", scope])
         .ok();
     r.stdout.trim().to_owned()
+}
+
+/// Starts `tenure serve` on a free port at `now`, and waits until it is
+/// ready (the scheduler's first round done).
+pub(crate) fn start(org: &Org, now: &str) -> Service {
+    let mut child = org
+        .command(&["--now", now, "serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .trim()
+        .trim_start_matches("listening on http://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("unexpected first line {line:?}"));
+    let svc = Service { child, port };
+    let start = Instant::now();
+    loop {
+        let (status, body) = http(port, "GET", "/readyz", None, "");
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never ready: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    svc
 }
 
 #[test]
