@@ -27,13 +27,19 @@ pub async fn traces(engine: &Engine, ids: &[IdentityId]) -> Result<Vec<Trace>, E
         .into_iter()
         .map(|h| h.identity)
         .collect();
+    let grants = engine.store.live_grants(Some(ids), now).await?;
     ids.iter()
         .map(|id| {
             let person = people
                 .iter()
                 .find(|p| p.id() == id)
                 .ok_or_else(|| EngineError::UnknownIdentity(id.clone()))?;
-            let mut t = engine.policy.trace(person, &[], now);
+            let theirs: Vec<&tenure_core::policy::Grant> = grants
+                .iter()
+                .filter(|g| &g.grant.identity == id)
+                .map(|g| &g.grant)
+                .collect();
+            let mut t = engine.policy.trace(person, &theirs, now);
             if held.contains(id) {
                 t.hold();
             }

@@ -9,6 +9,7 @@ mod correlate;
 mod diff;
 mod evaluate;
 mod events;
+mod expiry;
 mod props;
 mod render;
 mod trace;

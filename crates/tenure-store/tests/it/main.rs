@@ -16,6 +16,7 @@
 
 mod audit;
 mod changes;
+mod grants;
 mod identities;
 mod outbox;
 mod perf;

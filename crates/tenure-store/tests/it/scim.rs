@@ -271,6 +271,8 @@ async fn scim_writes_are_conditional_and_unique(db: TestDb) {
                 resource: &dup,
                 expected_version: None,
                 now: t0(),
+                grants: &[],
+                actor: "test",
             },
             &[],
             vec![],

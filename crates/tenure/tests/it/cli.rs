@@ -1290,3 +1290,141 @@ fn explain_scenario(org: &Org) {
         bad.stderr
     );
 }
+
+#[test]
+fn grants_are_made_listed_shown_and_revoked_from_the_command_line() {
+    let org = Org::new();
+    let now = "2026-11-01T09:00:00Z";
+    org.run(&["--now", now, "import"]).ok();
+    org.run(&["--now", now, "apply"]).ok();
+
+    // Bad grants say what is wrong and change nothing.
+    let r = org
+        .run(&[
+            "--now",
+            now,
+            "grant",
+            "add",
+            "E1003",
+            "astronaut",
+            "--reason",
+            "r",
+        ])
+        .fails_with(1);
+    assert!(r.stderr.contains("no role \"astronaut\""), "{}", r.stderr);
+    let r = org
+        .run(&[
+            "--now", now, "grant", "add", "E1003", "sales", "--reason", " ",
+        ])
+        .fails_with(1);
+    assert!(r.stderr.contains("needs a reason"), "{}", r.stderr);
+    let r = org
+        .run(&[
+            "--now",
+            now,
+            "grant",
+            "add",
+            "E1003",
+            "sales",
+            "--reason",
+            "r",
+            "--until",
+            "2026-10-01",
+        ])
+        .fails_with(1);
+    assert!(r.stderr.contains("before now"), "{}", r.stderr);
+    let r = org
+        .run(&[
+            "--now", now, "grant", "add", "E1003", "sales", "--reason", "r", "--until", "soon",
+        ])
+        .fails_with(1);
+    assert!(r.stderr.contains("--until \"soon\""), "{}", r.stderr);
+    let r = org
+        .run(&[
+            "--now", now, "grant", "add", "E9999", "sales", "--reason", "r",
+        ])
+        .fails_with(1);
+    assert!(r.stderr.contains("E9999"), "{}", r.stderr);
+    assert!(
+        org.run(&["grant", "list"])
+            .ok()
+            .stdout
+            .contains("No grants")
+    );
+
+    // A grant for ten days: the plan gives the access, with the grant as its reason.
+    let r = org
+        .run(&[
+            "--now",
+            now,
+            "grant",
+            "add",
+            "E1003",
+            "sales",
+            "--reason",
+            "request #12",
+            "--until",
+            "2026-11-11",
+        ])
+        .ok();
+    assert!(r.stdout.contains("Grant #1 made"), "{}", r.stdout);
+    let plan = org.run(&["--now", now, "plan", "--changed"]).ok().stdout;
+    assert!(plan.contains("request #12"), "{plan}");
+    org.run(&["--now", now, "apply", "--changed"]).ok();
+    assert_eq!(org.pending_operations(now), 0);
+    let list = org.run(&["--now", now, "grant", "list"]).ok().stdout;
+    assert!(list.contains("#1") && list.contains("active"), "{list}");
+    let status = org.run(&["--now", now, "status", "E1003"]).ok().stdout;
+    assert!(
+        status.contains("Grants:") && status.contains("until 2026-11-11"),
+        "{status}"
+    );
+
+    // After its end, the next plan takes the access away; the list shows it ended.
+    let later = "2026-11-12T09:00:00Z";
+    let plan = org
+        .run(&["--now", later, "plan", "--changed", "--json"])
+        .ok()
+        .stdout;
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    assert!(!plan["operations"].as_array().unwrap().is_empty(), "{plan}");
+    let list = org
+        .run(&["--now", later, "grant", "list", "--all"])
+        .ok()
+        .stdout;
+    assert!(list.contains("ended"), "{list}");
+    assert!(
+        !org.run(&["--now", later, "grant", "list"])
+            .ok()
+            .stdout
+            .contains("#1")
+    );
+
+    // Revoking: once, audited with the actor.
+    org.run(&[
+        "--now",
+        now,
+        "grant",
+        "add",
+        "E1004",
+        "finance",
+        "--reason",
+        "audit season",
+    ])
+    .ok();
+    org.run(&["--now", now, "grant", "revoke", "2", "--reason", "done"])
+        .ok();
+    let r = org
+        .run(&["--now", now, "grant", "revoke", "2", "--reason", "done"])
+        .fails_with(1);
+    assert!(r.stderr.contains("already revoked"), "{}", r.stderr);
+    let audit = org.audit();
+    assert!(audit.iter().any(|e| e["action"] == "grant.added"
+        && e["actor"] == "cli:tester"
+        && e["subject"] == "identity:E1003"));
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["action"] == "grant.revoked" && e["reason"] == "done")
+    );
+}

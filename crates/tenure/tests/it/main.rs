@@ -5,6 +5,7 @@
 
 mod cli;
 mod crash;
+mod expiry;
 mod ldap_e2e;
 mod scim_e2e;
 mod scim_server;
