@@ -223,6 +223,19 @@ impl Operation {
     }
 }
 
+/// Queued operations on one account that a newer plan replaces.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Superseded {
+    /// Where.
+    pub system: SystemId,
+    /// The account.
+    pub account: AccountKey,
+    /// Whose account it is, when known.
+    pub identity: Option<IdentityId>,
+    /// The waiting operations' actions (`delete`, `disable` …).
+    pub actions: Vec<String>,
+}
+
 /// Something the planner noticed that is not an operation.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -330,6 +343,13 @@ pub struct Plan {
     /// Made for these people only (on demand), against their accounts alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identities: Vec<IdentityId>,
+    /// Accounts whose queued operations this plan replaces: what waits in
+    /// the queue for them is no longer what policy wants (a correction or a
+    /// rehire came before a leaver's queued steps ran, a system was
+    /// unreachable meanwhile …). Applying the plan cancels those operations
+    /// (not one already running) and queues this plan's instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<Superseded>,
 }
 
 impl Plan {

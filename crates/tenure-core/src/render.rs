@@ -106,6 +106,26 @@ pub fn plan_text(plan: &Plan) -> String {
             let _ = writeln!(s, "  {}", finding_text(f));
         }
     }
+    if !plan.superseded.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nQueued work this plan replaces (cancelled when it is applied: no longer what policy wants):"
+        );
+        for q in &plan.superseded {
+            let whose = q
+                .identity
+                .as_ref()
+                .map(|i| format!(" ({i})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  {}/{}{whose}: {}",
+                q.system,
+                q.account,
+                q.actions.join(", ")
+            );
+        }
+    }
     if !plan.operations.is_empty() {
         let _ = writeln!(s, "\nSummary: {}", plan.counts_text());
     }

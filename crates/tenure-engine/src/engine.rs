@@ -286,17 +286,14 @@ impl Engine {
                 .map(|s| s.accounts.len() as u64)
                 .sum()
         });
+        // Systems read this time: only their queued work can be judged.
+        let read: std::collections::BTreeSet<String> =
+            obs.actual.systems.keys().map(ToString::to_string).collect();
         drop(std::mem::take(&mut obs.desired));
         drop(std::mem::take(&mut obs.actual));
         d.operations
             .retain(|o| o.identity.is_some() || !ambiguous.contains(&(&o.system, &o.account)));
-        let pending = if obs.partial {
-            let ids: Vec<tenure_core::IdentityId> =
-                obs.identities.iter().map(|i| i.id().clone()).collect();
-            self.store.pending_keys_of(&ids).await?
-        } else {
-            self.store.pending_keys().await?
-        };
+        let (pending, superseded) = self.superseded(&obs, &read, &d.operations).await?;
         let mut queued = Vec::new();
         if !pending.is_empty() {
             d.operations.retain(|o| {
@@ -377,6 +374,7 @@ impl Engine {
                 Scope::Identities(ids) => ids.clone(),
                 _ => Vec::new(),
             },
+            superseded,
         };
         // The guard weighs a plan against every account Tenure manages (`existing`,
         // counted above), not only those an incremental plan read.
@@ -524,6 +522,12 @@ impl Engine {
             self.store.save_links(&links, &planned.stale_links).await?;
         }
         if planned.plan.operations.is_empty() {
+            if !planned.plan.superseded.is_empty() {
+                events.extend(self.cancel_events(&planned.plan));
+                self.store
+                    .cancel_superseded(&planned.plan.superseded, std::mem::take(&mut events))
+                    .await?;
+            }
             if !events.is_empty() {
                 self.store.append_audit(events).await?;
             }
@@ -543,6 +547,7 @@ impl Engine {
                 "saved_plan": saved.is_some(),
             }),
         ));
+        events.extend(self.cancel_events(&planned.plan));
         let id = self
             .store
             .enqueue_plan(&planned.plan, priority, events)
@@ -556,6 +561,104 @@ impl Engine {
         report.still_queued = counts.queued + counts.running;
         report.failed = counts.failed;
         Ok((planned, report))
+    }
+
+    /// Work already queued that a plan leaves out (the same change waits in
+    /// the queue), and the accounts whose queued work the plan replaces:
+    /// where something waits that the plan, made from what the system holds
+    /// now, does not find needed (a rehire or an HR correction came before a
+    /// leaver's queued steps ran), everything waiting on that account is
+    /// cancelled when the plan is applied and the plan's own operations take
+    /// its place. Only systems read for this plan are judged, and an account
+    /// with an operation running is left as it is (the next plan sees its
+    /// outcome).
+    async fn superseded(
+        &self,
+        obs: &Observation,
+        read: &std::collections::BTreeSet<String>,
+        operations: &[tenure_core::Operation],
+    ) -> Result<
+        (
+            std::collections::BTreeSet<String>,
+            Vec<tenure_core::plan::Superseded>,
+        ),
+        EngineError,
+    > {
+        use std::collections::{BTreeMap, BTreeSet};
+        let waiting = if obs.partial {
+            let ids: Vec<tenure_core::IdentityId> =
+                obs.identities.iter().map(|i| i.id().clone()).collect();
+            self.store.pending_operations(Some(&ids)).await?
+        } else {
+            self.store.pending_operations(None).await?
+        };
+        if waiting.is_empty() {
+            return Ok((BTreeSet::new(), Vec::new()));
+        }
+        let needed: BTreeSet<String> = operations.iter().map(|o| o.key()).collect();
+        let account = |p: &tenure_store::PendingOperation| (p.system.clone(), p.account.clone());
+        let busy: BTreeSet<(String, String)> =
+            waiting.iter().filter(|p| p.running).map(account).collect();
+        let stale: BTreeSet<(String, String)> = waiting
+            .iter()
+            .filter(|p| read.contains(&p.system) && !needed.contains(&p.key))
+            .map(account)
+            .filter(|a| !busy.contains(a))
+            .collect();
+        let mut superseded: BTreeMap<(String, String), tenure_core::plan::Superseded> =
+            BTreeMap::new();
+        let mut pending = BTreeSet::new();
+        for p in &waiting {
+            let a = account(p);
+            if !stale.contains(&a) {
+                pending.insert(p.key.clone());
+                continue;
+            }
+            let (Ok(system), Ok(key)) = (
+                tenure_core::SystemId::new(p.system.clone()),
+                tenure_core::AccountKey::new(p.account.clone()),
+            ) else {
+                pending.insert(p.key.clone());
+                continue;
+            };
+            let entry = superseded
+                .entry(a)
+                .or_insert_with(|| tenure_core::plan::Superseded {
+                    system,
+                    account: key,
+                    identity: p
+                        .identity
+                        .as_ref()
+                        .and_then(|i| tenure_core::IdentityId::new(i.clone()).ok()),
+                    actions: Vec::new(),
+                });
+            entry.actions.push(p.action.clone());
+        }
+        Ok((pending, superseded.into_values().collect()))
+    }
+
+    /// The audit records of cancelling the queued work a plan supersedes.
+    fn cancel_events(&self, plan: &Plan) -> Vec<AuditEvent> {
+        plan.superseded
+            .iter()
+            .map(|s| {
+                self.event(
+                    "operation.cancelled",
+                    match &s.identity {
+                        Some(id) => format!("identity:{id}"),
+                        None => format!("account:{}/{}", s.system, s.account),
+                    },
+                    format!(
+                        "superseded by plan {}: {} on {}/{} no longer what policy wants",
+                        plan.fingerprint,
+                        s.actions.join(", "),
+                        s.system,
+                        s.account
+                    ),
+                    serde_json::json!({ "system": s.system, "account": s.account, "actions": s.actions }),
+                )
+            })
+            .collect()
     }
 
     async fn record_planned(&self, mark: &PlanMark) -> Result<(), EngineError> {

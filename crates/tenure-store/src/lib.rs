@@ -40,7 +40,9 @@ pub use error::StoreError;
 pub use grants::StoredGrant;
 pub use migrate::{SCHEMA_VERSION, schema_versions};
 pub use outbox::{Channel, Delivery, DeliveryCounts, DeliveryState, NewDelivery};
-pub use queue::{MAX_BACKOFF, OpState, PlanId, QueueCounts, QueuedOperation, RetryPolicy};
+pub use queue::{
+    MAX_BACKOFF, OpState, PendingOperation, PlanId, QueueCounts, QueuedOperation, RetryPolicy,
+};
 pub use scim::{GroupWrite, ScimQueryError, ScimRecord, UserWrite};
 pub use service::SystemHealth;
 pub use store::{Dialect, Store};

@@ -26,6 +26,23 @@ use std::time::Duration;
 use tenure_core::audit::AuditEvent;
 use tenure_core::{IdentityId, Operation, Plan, SystemId};
 
+/// An operation not done yet, as a plan compares it with what it finds needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingOperation {
+    /// Its idempotency key ([`Operation::key`]).
+    pub key: String,
+    /// The system.
+    pub system: String,
+    /// The account.
+    pub account: String,
+    /// Whose account, if known.
+    pub identity: Option<String>,
+    /// The action's name.
+    pub action: String,
+    /// Whether a worker holds it now.
+    pub running: bool,
+}
+
 /// The longest wait between two attempts of a failed operation.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
@@ -233,6 +250,8 @@ impl Store {
 
         let what = format!("enqueueing a plan of {n} operations");
         let mut tx = self.begin_write(&what).await?;
+        self.cancel_superseded_tx(&mut tx, &plan.superseded, &what)
+            .await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO plans (format, fingerprint, made_at, today, priority, operation_count, header) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
@@ -763,6 +782,111 @@ impl Store {
             self.append_audit_tx(&mut tx, audit).await?;
         }
         self.commit(tx, what).await?;
+        Ok(n)
+    }
+
+    /// The operations not done yet (of these identities, through the
+    /// identity index; or all of them): what a plan compares with what it
+    /// finds needed, to tell work already queued from work superseded.
+    pub async fn pending_operations(
+        &self,
+        identities: Option<&[IdentityId]>,
+    ) -> Result<Vec<PendingOperation>, StoreError> {
+        const COLS: &str =
+            "SELECT idempotency_key, system, account, identity, action, state FROM operations";
+        let what = "reading pending operations";
+        let mut rows = Vec::new();
+        match identities {
+            None => {
+                rows = sqlx::query(AssertSqlSafe(format!("{COLS} WHERE state <> 'done'")))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| self.db_err(what, e))?;
+            }
+            Some(ids) => {
+                for chunk in ids.chunks(500) {
+                    let sql = format!(
+                        "{COLS} WHERE identity IN ({}) AND state <> 'done'",
+                        crate::sql::placeholders(self.dialect, chunk.len(), 1)
+                    );
+                    let mut q = sqlx::query(AssertSqlSafe(sql));
+                    for id in chunk {
+                        q = q.bind(id.as_str());
+                    }
+                    rows.extend(
+                        q.fetch_all(&self.pool)
+                            .await
+                            .map_err(|e| self.db_err(what, e))?,
+                    );
+                }
+            }
+        }
+        const T: &str = "operations";
+        rows.iter()
+            .map(|r| {
+                let key: String = self.col(r, T, "idempotency_key", "?")?;
+                let state: String = self.col(r, T, "state", &key)?;
+                Ok(PendingOperation {
+                    system: self.col(r, T, "system", &key)?,
+                    account: self.col(r, T, "account", &key)?,
+                    identity: self.col(r, T, "identity", &key)?,
+                    action: self.col(r, T, "action", &key)?,
+                    running: state == "running",
+                    key,
+                })
+            })
+            .collect()
+    }
+
+    /// Cancels the operations waiting on these accounts (queued, waiting
+    /// for another, or failed; never one that is running) and appends the
+    /// audit events, in one transaction: a newer plan replaces them. The
+    /// audit log keeps what was cancelled; the rows go. Returns how many.
+    pub async fn cancel_superseded(
+        &self,
+        accounts: &[tenure_core::plan::Superseded],
+        audit: Vec<AuditEvent>,
+    ) -> Result<u64, StoreError> {
+        let what = format!(
+            "cancelling queued operations on {} accounts",
+            accounts.len()
+        );
+        let mut tx = self.begin_write(&what).await?;
+        let n = self.cancel_superseded_tx(&mut tx, accounts, &what).await?;
+        self.append_audit_tx(&mut tx, audit).await?;
+        self.commit(tx, &what).await?;
+        Ok(n)
+    }
+
+    async fn cancel_superseded_tx(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        accounts: &[tenure_core::plan::Superseded],
+        what: &str,
+    ) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for a in accounts {
+            // Bodies first: they are found through the rows about to go.
+            sqlx::query(
+                "DELETE FROM operation_bodies WHERE (plan_id, seq) IN (SELECT plan_id, seq FROM operations \
+                 WHERE system = $1 AND account = $2 AND state IN ('queued', 'blocked', 'failed'))",
+            )
+            .bind(a.system.as_str())
+            .bind(a.account.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(what, e))?;
+            n += sqlx::query(
+                "DELETE FROM operations WHERE system = $1 AND account = $2 \
+                 AND state IN ('queued', 'blocked', 'failed')",
+            )
+            .bind(a.system.as_str())
+            .bind(a.account.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(what, e))?
+            .rows_affected();
+        }
         Ok(n)
     }
 

@@ -44,6 +44,7 @@ fn make_plan(w: &World, people: &[Identity], d: Diff, now: chrono::DateTime<chro
         system_names,
         changed_only: false,
         identities: Vec::new(),
+        superseded: Vec::new(),
     }
 }
 

@@ -349,6 +349,7 @@ pub fn plan(operations: Vec<Operation>) -> Plan {
         system_names: BTreeMap::from([(SystemId::new("crm").unwrap(), "CRM".to_owned())]),
         changed_only: false,
         identities: Vec::new(),
+        superseded: Vec::new(),
     }
 }
 

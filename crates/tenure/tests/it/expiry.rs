@@ -468,3 +468,107 @@ async fn a_correction_mid_pipeline_restores_access_and_a_rehire_after_deletion_s
     );
     assert_eq!(full_plan_ops(&engine).await, 0, "converged");
 }
+
+/// Queued work that is no longer what policy wants is cancelled by the plan
+/// that finds so: a leaver's disables wait in the queue (queued only, as when
+/// a system is unreachable), HR corrects the record, and the next plan
+/// replaces them instead of letting them run later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correction_cancels_a_leavers_queued_steps_that_have_not_run() {
+    use tenure_engine::engine::{ApplyOptions, Scope};
+    let org = prepare();
+    let clock = Arc::new(FixedClock::new(at(2026, 11, 1, 9)));
+    let engine = open(&org, &clock).await;
+    assert!(Scheduler::new(&engine).tick().await.errors.is_empty());
+    let queue_only = ApplyOptions {
+        scope: Scope::Changed,
+        allow_mass_change: false,
+        execute: false,
+        priority: 0,
+        finish_queued_first: false,
+    };
+    let margaret = tenure_core::IdentityId::new("E1009").unwrap();
+    let waiting = |engine: &Engine| {
+        let margaret = margaret.clone();
+        let store = engine.store.clone();
+        async move {
+            store
+                .pending_operations(Some(&[margaret]))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| format!("{}:{}", p.system, p.action))
+                .collect::<Vec<_>>()
+        }
+    };
+
+    edit(&org, "E1009", |c| c[10] = "2026-11-02".to_owned());
+    clock.set(at(2026, 11, 2, 9));
+    tenure_engine::import::import(&engine, None, None, false)
+        .await
+        .unwrap();
+    let (planned, _) = engine
+        .apply_with(queue_only.clone(), None, &NoProgress)
+        .await
+        .unwrap();
+    assert!(planned.plan.superseded.is_empty());
+    let queued = waiting(&engine).await;
+    assert!(queued.iter().any(|q| q.ends_with(":disable")), "{queued:?}");
+
+    // The correction: the queued disables are cancelled, nothing replaces them.
+    edit(&org, "E1009", |c| c[10] = String::new());
+    clock.set(at(2026, 11, 2, 10));
+    tenure_engine::import::import(&engine, None, None, false)
+        .await
+        .unwrap();
+    let (planned, _) = engine
+        .apply_with(queue_only, None, &NoProgress)
+        .await
+        .unwrap();
+    let superseded: Vec<String> = planned
+        .plan
+        .superseded
+        .iter()
+        .map(|s| format!("{}:{}", s.system, s.actions.join("+")))
+        .collect();
+    assert_eq!(
+        superseded.len(),
+        queued.len(),
+        "{superseded:?} vs {queued:?}"
+    );
+    assert!(
+        superseded.iter().all(|s| s.ends_with(":disable")),
+        "{superseded:?}"
+    );
+    assert!(
+        waiting(&engine).await.is_empty(),
+        "nothing of hers waits any more"
+    );
+    engine.execute(&NoProgress).await.unwrap();
+    let active = query(
+        &org,
+        "wiki",
+        "SELECT login, CAST(active AS TEXT) FROM users WHERE login = 'margaret.hamilton'",
+    )
+    .await;
+    assert_eq!(
+        active,
+        vec![("margaret.hamilton".to_owned(), "1".to_owned())]
+    );
+    let audit = engine.store.audit_page(0, 100_000).await.unwrap();
+    let cancelled: Vec<_> = audit
+        .iter()
+        .filter(|r| r.event.action == "operation.cancelled")
+        .collect();
+    assert_eq!(cancelled.len(), queued.len());
+    assert!(
+        cancelled
+            .iter()
+            .all(|r| r.event.subject == "identity:E1009")
+    );
+    assert_eq!(full_plan_ops(&engine).await, 0, "converged");
+    let tl = tenure_engine::timeline::timeline(&engine, &margaret)
+        .await
+        .unwrap();
+    assert!(tl.events.iter().any(|e| e.action == "operation.cancelled"));
+}
