@@ -943,6 +943,22 @@ impl Policy {
         Ok((default, vec![(StepAction::Delete, start)]))
     }
 
+    /// The per-system overrides of one step of a deprovisioning policy: the
+    /// systems where it does something else, and what (`None`: nothing).
+    pub fn step_overrides(
+        &self,
+        policy: &PolicyId,
+        step: StepAction,
+    ) -> Vec<(SystemId, Option<StepAction>)> {
+        self.deprovisioning
+            .iter()
+            .filter(|d| &d.id == policy)
+            .flat_map(|d| d.overrides.iter())
+            .filter(|((_, s), _)| *s == step)
+            .map(|((system, _), instead)| (system.clone(), *instead))
+            .collect()
+    }
+
     /// The next moment after `now` at which this identity's desired state
     /// changes by the passage of time alone: its start date, its end date,
     /// or a step of its deprovisioning schedule. `None` when nothing more is

@@ -62,10 +62,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_changes.sql"),
         postgres: include_str!("../migrations/postgres/0005_changes.sql"),
     },
+    Migration {
+        version: 7,
+        name: "accounts archived through a webhook",
+        sqlite: include_str!("../migrations/sqlite/0007_archives.sql"),
+        postgres: include_str!("../migrations/postgres/0007_archives.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Every schema version this build knows, in order (numbers may skip: a
 /// version is a name, applied by set membership).
