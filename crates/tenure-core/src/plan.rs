@@ -596,6 +596,11 @@ pub fn diff(input: &DiffInput<'_>) -> Diff {
                         let Some(acct) = accounts.accounts.get(*key) else {
                             continue;
                         };
+                        // A system that cannot disable deletes instead: the
+                        // data is archived before the account goes.
+                        if !caps.disable {
+                            archive(&mut out, input, &linked, system, info, identity, acct);
+                        }
                         restrict(
                             &mut out,
                             system,
@@ -605,7 +610,9 @@ pub fn diff(input: &DiffInput<'_>) -> Diff {
                             *keep_entitlements,
                             reasons,
                         );
-                        archive(&mut out, input, &linked, system, info, identity, acct);
+                        if caps.disable {
+                            archive(&mut out, input, &linked, system, info, identity, acct);
+                        }
                     }
                 }
                 Desired::Absent { reasons } => {

@@ -455,3 +455,22 @@ fn a_legal_hold_stops_the_archive_as_it_stops_the_delete() {
         d.findings
     );
 }
+
+#[test]
+fn on_a_system_that_cannot_disable_the_archive_runs_before_the_delete_that_replaces_it() {
+    let mut w = world_with_archive();
+    w.infos.get_mut(&sys("crm")).unwrap().capabilities = Capabilities {
+        archive: true,
+        archive_to_manager: true,
+        disable: false,
+        ..Capabilities::FULL
+    };
+    let people = [ada_leaves(), margaret().build()];
+    // Day 7 reached before any step ran: on the CRM the disable is a delete.
+    let d = w.plan(&people, at("2026-03-09T00:00:00Z"));
+    let crm: Vec<String> = briefs(&d.operations)
+        .into_iter()
+        .filter(|b| b.starts_with("crm ada"))
+        .collect();
+    assert_eq!(crm, ["crm ada archive to margaret", "crm ada delete"]);
+}
