@@ -438,3 +438,134 @@ async fn an_archive_webhook_that_is_down_leaves_the_archive_queued_until_it_answ
     let (ops, _) = full_plan(&engine).await;
     assert!(ops.is_empty(), "{ops:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rehire_after_the_archive_gets_access_back_and_the_data_stays_transferred() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Received = Arc::default();
+    receiver(listener, got.clone());
+    let org = prepare(port);
+    exec(
+        &org,
+        "wiki",
+        "CREATE TABLE pages (id INTEGER PRIMARY KEY, title TEXT NOT NULL, author TEXT NOT NULL)",
+    )
+    .await;
+    exec(
+        &org,
+        "wiki",
+        "INSERT INTO pages (title, author) VALUES ('Q4 pipeline', 'adele.goldberg')",
+    )
+    .await;
+    let clock = Arc::new(FixedClock::new(at(2026, 11, 1, 9)));
+    let engine = open(&org, &clock).await;
+    let sched = Scheduler::new(&engine);
+    assert!(sched.tick().await.errors.is_empty());
+    clock.set(at(2026, 12, 8, 9));
+    let t = sched.tick().await;
+    assert!(t.errors.is_empty(), "{t:?}");
+    assert_eq!(got.lock().unwrap().len(), 1, "archived through the webhook");
+    assert_eq!(
+        engine
+            .store
+            .archived_accounts(&tenure_core::SystemId::new("crm").unwrap())
+            .await
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["adele.goldberg"]
+    );
+
+    // HR takes the termination back: Adele is active again.
+    let hr = std::fs::read_to_string(org.path("hr/current.csv")).unwrap();
+    std::fs::write(
+        org.path("hr/current.csv"),
+        hr.replace("2022-03-10,2026-12-01", "2022-03-10,"),
+    )
+    .unwrap();
+    clock.set(at(2026, 12, 10, 9));
+    let t = sched.tick().await;
+    assert!(t.errors.is_empty(), "{t:?}");
+    assert_eq!(t.imported.len(), 1, "{t:?}");
+    assert_eq!(
+        adele(&org).await,
+        (
+            vec![("adele.goldberg".into(), 1)],
+            vec![("adele.goldberg".into(), 1)]
+        ),
+        "enabled again"
+    );
+    assert_eq!(memberships(&org).await, (2, 1), "granted again");
+    assert_eq!(
+        rows(
+            &org,
+            "wiki",
+            "SELECT author, COUNT(*) FROM pages GROUP BY author"
+        )
+        .await,
+        vec![("alovelace".into(), 1)],
+        "data transferred stays transferred"
+    );
+    assert!(
+        engine
+            .store
+            .archived_accounts(&tenure_core::SystemId::new("crm").unwrap())
+            .await
+            .unwrap()
+            .is_empty(),
+        "in use again: a later leave archives again"
+    );
+    assert!(full_plan(&engine).await.0.is_empty());
+    assert_eq!(got.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_the_receiver_refuses_fails_visibly_and_is_not_done() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Received = Arc::default();
+    receiver(listener, got.clone());
+    let org = prepare(port);
+    // Tenure signs with another key than the receiver expects: 401.
+    std::fs::write(org.path("config/archive-secret"), "not-the-receivers-key\n").unwrap();
+    exec(
+        &org,
+        "wiki",
+        "CREATE TABLE pages (id INTEGER PRIMARY KEY, title TEXT NOT NULL, author TEXT NOT NULL)",
+    )
+    .await;
+    let clock = Arc::new(FixedClock::new(at(2026, 11, 1, 9)));
+    let engine = open(&org, &clock).await;
+    let sched = Scheduler::new(&engine);
+    assert!(sched.tick().await.errors.is_empty());
+    clock.set(at(2026, 12, 8, 9));
+    sched.tick().await;
+    assert_eq!(got.lock().unwrap().len(), 1);
+    assert!(!got.lock().unwrap()[0].0, "the signature did not verify");
+    let ops = engine
+        .store
+        .operations_of_identity(&tenure_core::IdentityId::new("E1021").unwrap())
+        .await
+        .unwrap();
+    let archive = ops
+        .iter()
+        .find(|q| q.operation.action.name() == "archive")
+        .unwrap();
+    assert_eq!(archive.state.as_str(), "failed", "{archive:?}");
+    assert!(
+        archive
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("401")),
+        "{archive:?}"
+    );
+    assert!(
+        engine
+            .store
+            .archived_accounts(&tenure_core::SystemId::new("crm").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
