@@ -14,7 +14,7 @@
 //! A receiver cannot be read back, so the store remembers the archived
 //! accounts (`archived_accounts`) and reads mark them archived: the next plan
 //! does not archive again. Enabling or creating the account again (a rehire)
-//! forgets it, so that a later leave archives again.
+//! forgets it, so that a later leave archives again; so does deleting it.
 //!
 //! The body:
 //!
@@ -180,22 +180,20 @@ impl Connector for WebhookArchive {
 
 impl WebhookArchive {
     /// Applies operations through the connector; an account enabled or
-    /// created again is no longer archived.
+    /// created again is no longer archived, and a deleted one is forgotten.
     async fn forward(&self, ops: &[Operation]) -> Vec<Result<(), ConnectorError>> {
         let mut results = self.inner.apply(ops).await;
         for (op, r) in ops.iter().zip(results.iter_mut()) {
             if r.is_ok()
                 && matches!(
                     op.action,
-                    Action::EnableAccount | Action::CreateAccount { .. }
+                    Action::EnableAccount | Action::CreateAccount { .. } | Action::DeleteAccount
                 )
                 && let Err(e) = self.store.clear_archived(&op.system, &op.account).await
             {
                 *r = Err(self.failure(
                     op,
-                    format!(
-                        "the account is in use again, but its archive could not be forgotten: {e}"
-                    ),
+                    format!("applied, but the account's archive could not be forgotten: {e}"),
                     true,
                 ));
             }

@@ -2,7 +2,7 @@
 //! `archive` deprovisioning step on a system with `archive_webhook`). A
 //! webhook's receiver cannot be read back, so the store keeps the fact that
 //! makes the next plan converge; it goes when the account is enabled or
-//! created again (a rehire: a later leave archives again).
+//! created again (a rehire: a later leave archives again) or deleted.
 
 use crate::StoreError;
 use crate::sql::micros;
@@ -34,7 +34,8 @@ impl Store {
         self.commit(tx, &what).await
     }
 
-    /// Forgets that `account`'s data on `system` is archived (the account is in use again).
+    /// Forgets that `account`'s data on `system` is archived (the account is
+    /// in use again, or gone).
     pub async fn clear_archived(
         &self,
         system: &SystemId,
