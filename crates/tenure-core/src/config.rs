@@ -328,6 +328,10 @@ pub struct SystemConfig {
     /// `"0 */6 * * *"`. Without it the service only plans for what changed.
     #[serde(default)]
     pub reconcile: Option<Spanned<String>>,
+    /// The `[[webhook]]` (by id) that archives leavers' data on this system
+    /// (the `archive` deprovisioning step), instead of the connector.
+    #[serde(default)]
+    pub archive_webhook: Option<Spanned<String>>,
 }
 
 /// A business role.
@@ -407,6 +411,20 @@ pub struct StepConfig {
     pub action: StepAction,
 }
 
+/// A per-system replacement of one step of a deprovisioning policy
+/// (`[[deprovisioning.override]]`): on `system`, the step `action` does
+/// `instead` (another step action, or `"nothing"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepOverrideConfig {
+    /// The system the override applies to.
+    pub system: Spanned<String>,
+    /// The policy's step it replaces (`delete`, …).
+    pub action: Spanned<String>,
+    /// What that step does on this system instead: a step action or `nothing`.
+    pub instead: Spanned<String>,
+}
+
 /// A deprovisioning policy for one population.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -420,6 +438,9 @@ pub struct DeprovisioningConfig {
     /// The steps (staged only).
     #[serde(default, rename = "step")]
     pub steps: Vec<StepConfig>,
+    /// Per-system replacements of steps.
+    #[serde(default, rename = "override")]
+    pub overrides: Vec<StepOverrideConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]

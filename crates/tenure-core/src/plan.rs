@@ -23,6 +23,10 @@ pub enum StepAction {
     Disable,
     /// Remove every entitlement (group memberships, licences).
     RemoveMemberships,
+    /// Transfer or archive the person's data (to their manager's account, a
+    /// fixed account, an archive container, or a webhook) on every system that
+    /// can; the account stays disabled.
+    Archive,
     /// Delete every account.
     Delete,
 }
@@ -33,8 +37,22 @@ impl StepAction {
         match self {
             Self::Disable => "disable",
             Self::RemoveMemberships => "remove_memberships",
+            Self::Archive => "archive",
             Self::Delete => "delete",
         }
+    }
+
+    /// Every step action, in the order of how much they take away.
+    pub const ALL: [StepAction; 4] = [
+        Self::Disable,
+        Self::RemoveMemberships,
+        Self::Archive,
+        Self::Delete,
+    ];
+
+    /// Parses the name used in configuration.
+    pub fn parse(s: &str) -> Option<StepAction> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
     }
 }
 
@@ -66,6 +84,9 @@ pub enum Reason {
         step: StepAction,
         /// The leaver's end date.
         since: NaiveDate,
+        /// The policy's own step, when a per-system override replaced it with `step`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instead_of: Option<StepAction>,
     },
     /// The identity is suspended by an operator.
     Suspended,
@@ -101,12 +122,21 @@ impl fmt::Display for Reason {
                 policy,
                 step,
                 since,
+                instead_of,
             } => {
                 write!(
                     f,
                     "leaver since {since}: policy {policy}, step {}",
                     step.as_str()
-                )
+                )?;
+                if let Some(original) = instead_of {
+                    write!(
+                        f,
+                        " (overridden on this system: instead of {})",
+                        original.as_str()
+                    )?;
+                }
+                Ok(())
             }
             Reason::Suspended => f.write_str("identity suspended"),
             Reason::NotStarted => f.write_str("start date not reached"),
@@ -154,13 +184,20 @@ pub enum Action {
         /// The entitlement.
         entitlement: EntitlementName,
     },
+    /// Transfer or archive the person's data (the account stays, disabled).
+    ArchiveAccount {
+        /// The account the data goes to (the manager's account on this
+        /// system), when the system transfers to the manager.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<AccountKey>,
+    },
     /// Delete the account.
     DeleteAccount,
 }
 
 impl Action {
     /// Order of actions on one account: create before memberships, disable
-    /// before stripping, delete last.
+    /// before stripping, archive after stripping, delete last.
     pub fn rank(&self) -> u8 {
         match self {
             Action::CreateAccount { .. } => 0,
@@ -169,7 +206,8 @@ impl Action {
             Action::AddMembership { .. } => 3,
             Action::DisableAccount => 4,
             Action::RemoveMembership { .. } => 5,
-            Action::DeleteAccount => 6,
+            Action::ArchiveAccount { .. } => 6,
+            Action::DeleteAccount => 7,
         }
     }
 
@@ -182,6 +220,7 @@ impl Action {
             Action::AddMembership { .. } => "add_membership",
             Action::DisableAccount => "disable",
             Action::RemoveMembership { .. } => "remove_membership",
+            Action::ArchiveAccount { .. } => "archive",
             Action::DeleteAccount => "delete",
         }
     }
@@ -283,6 +322,18 @@ pub enum Finding {
         identity: IdentityId,
         /// The error.
         message: String,
+    },
+    /// A leaver's data is due to be archived on a system but is not, and why
+    /// (no manager, the manager has no account there, a legal hold).
+    ArchiveWaiting {
+        /// Where.
+        system: SystemId,
+        /// Whose data.
+        identity: IdentityId,
+        /// The leaver's account.
+        account: AccountKey,
+        /// Why it waits.
+        why: String,
     },
     /// The system cannot do what policy asks; what was done instead.
     Unsupported {
@@ -565,6 +616,11 @@ pub fn diff(input: &DiffInput<'_>) -> Diff {
                         let Some(acct) = accounts.accounts.get(*key) else {
                             continue;
                         };
+                        // A system that cannot disable deletes instead: the
+                        // data is archived before the account goes.
+                        if !caps.disable {
+                            archive(&mut out, input, &linked, system, info, identity, acct);
+                        }
                         restrict(
                             &mut out,
                             system,
@@ -574,6 +630,9 @@ pub fn diff(input: &DiffInput<'_>) -> Diff {
                             *keep_entitlements,
                             reasons,
                         );
+                        if caps.disable {
+                            archive(&mut out, input, &linked, system, info, identity, acct);
+                        }
                     }
                 }
                 Desired::Absent { reasons } => {
@@ -582,6 +641,8 @@ pub fn diff(input: &DiffInput<'_>) -> Diff {
                             continue;
                         };
                         if caps.delete {
+                            // Data is archived before the account that holds it goes.
+                            archive(&mut out, input, &linked, system, info, identity, acct);
                             push(
                                 &mut out,
                                 system,
@@ -599,6 +660,7 @@ pub fn diff(input: &DiffInput<'_>) -> Diff {
                                 ),
                             });
                             restrict(&mut out, system, info, identity, acct, false, reasons);
+                            archive(&mut out, input, &linked, system, info, identity, acct);
                         }
                     }
                 }
@@ -646,6 +708,107 @@ pub fn diff(input: &DiffInput<'_>) -> Diff {
     }
     out.findings.sort();
     out
+}
+
+/// Archives a leaver's data on one account when an archive is due there and
+/// not done yet; says why when it cannot be.
+fn archive(
+    out: &mut Diff,
+    input: &DiffInput<'_>,
+    linked: &BTreeMap<(&SystemId, &IdentityId), Vec<&AccountKey>>,
+    system: &SystemId,
+    info: &SystemInfo,
+    identity: &IdentityId,
+    acct: &crate::state::Account,
+) {
+    let Some(request) = input
+        .desired
+        .identities
+        .get(identity)
+        .and_then(|d| d.archive.get(system))
+    else {
+        return;
+    };
+    let caps = info.capabilities;
+    if !caps.archive {
+        out.findings.push(Finding::Unsupported {
+            system: system.clone(),
+            message: format!(
+                "cannot archive {identity}'s data (account {}); the archive step is skipped on this system",
+                acct.key
+            ),
+        });
+        return;
+    }
+    if acct.archived {
+        return;
+    }
+    let waiting = |out: &mut Diff, why: String| {
+        out.findings.push(Finding::ArchiveWaiting {
+            system: system.clone(),
+            identity: identity.clone(),
+            account: acct.key.clone(),
+            why,
+        });
+    };
+    if request.held {
+        waiting(
+            out,
+            "a legal hold stops it until `tenure release`".to_owned(),
+        );
+        return;
+    }
+    let to = if caps.archive_to_manager {
+        let Some(manager) = &request.manager else {
+            waiting(
+                out,
+                "the data goes to the manager's account, and the leaver has no manager".to_owned(),
+            );
+            return;
+        };
+        // The manager's linked account on this system, else the account
+        // policy gives them there.
+        let linked_key = linked
+            .get(&(system, manager))
+            .and_then(|keys| keys.first().copied());
+        let desired_key = || match input
+            .desired
+            .identities
+            .get(manager)
+            .map(|d| d.on(system))
+            .as_deref()
+        {
+            Some(Desired::Account(d)) => Some(d.key.clone()),
+            _ => None,
+        };
+        let Some(key) = linked_key.cloned().or_else(desired_key) else {
+            waiting(
+                out,
+                format!(
+                    "the data goes to the manager's account, and the manager {manager} has no account on this system"
+                ),
+            );
+            return;
+        };
+        if key == acct.key {
+            waiting(
+                out,
+                format!("the manager's account {key} is the leaver's own"),
+            );
+            return;
+        }
+        Some(key)
+    } else {
+        None
+    };
+    push(
+        out,
+        system,
+        identity,
+        &acct.key,
+        Action::ArchiveAccount { to },
+        request.reasons.clone(),
+    );
 }
 
 fn restrict(

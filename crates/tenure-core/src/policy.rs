@@ -16,7 +16,7 @@ use crate::config::{
 use crate::identity::{EmploymentType, Identity, LifecycleStatus};
 use crate::ids::{AccountKey, EntitlementName, IdentityId, PolicyId, RoleId, RuleId, SystemId};
 use crate::plan::{Reason, StepAction, SystemInfo, fingerprint};
-use crate::state::{Desired, DesiredAccount, DesiredIdentity, DesiredState};
+use crate::state::{ArchiveRequest, Desired, DesiredAccount, DesiredIdentity, DesiredState};
 use cel::common::ast::{EntryExpr, Expr as CelExpr, LiteralValue};
 use cel::{Context, Env, IdedExpr, Program, Value};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -96,6 +96,8 @@ struct CompiledDeprovisioning {
     when: Expr,
     mode: DeprovisioningMode,
     steps: Vec<(i64, StepAction)>,
+    /// (system, the policy's step) → what it does there instead (`None`: nothing).
+    overrides: BTreeMap<(SystemId, StepAction), Option<StepAction>>,
 }
 
 /// A validated, compiled configuration.
@@ -480,6 +482,21 @@ impl Policy {
                     });
                 }
             }
+            if let Some(w) = &sys.archive_webhook
+                && !config
+                    .webhooks
+                    .iter()
+                    .any(|h| h.item.id.as_str() == w.get_ref().as_str())
+            {
+                errs.push(ConfigError {
+                    location: loc(s.file, w.span().start),
+                    message: format!(
+                        "system {}: archive_webhook {:?} is not a [[webhook]] id",
+                        sys.id,
+                        w.get_ref()
+                    ),
+                });
+            }
             if let Some(r) = &sys.reconcile {
                 match std::str::FromStr::from_str(r.get_ref().as_str()) {
                     Ok(cron) => {
@@ -722,12 +739,113 @@ impl Policy {
                     }
                 }
             }
+            // Per-system overrides.
+            let mut overrides: BTreeMap<(SystemId, StepAction), Option<StepAction>> =
+                BTreeMap::new();
+            let mut first_at: BTreeMap<(SystemId, StepAction), Location> = BTreeMap::new();
+            let has_step = |a: StepAction| match p.mode {
+                DeprovisioningMode::Immediate => a == StepAction::Delete,
+                DeprovisioningMode::Staged => p.steps.iter().any(|s| s.action == a),
+            };
+            let known_actions = StepAction::ALL.map(StepAction::as_str).join(", ");
+            for o in &p.overrides {
+                let system_at = loc(d.file, o.system.span().start);
+                let system = match SystemId::new(o.system.get_ref().as_str()) {
+                    Ok(id) if declared_systems.contains(&id) => Some(id),
+                    _ => {
+                        errs.push(ConfigError {
+                            location: system_at.clone(),
+                            message: format!(
+                                "deprovisioning {}: override on unknown system {:?}",
+                                p.id,
+                                o.system.get_ref()
+                            ),
+                        });
+                        None
+                    }
+                };
+                let action_at = loc(d.file, o.action.span().start);
+                let action = match StepAction::parse(o.action.get_ref()) {
+                    Some(a) if has_step(a) => Some(a),
+                    Some(a) => {
+                        errs.push(ConfigError {
+                            location: action_at.clone(),
+                            message: format!(
+                                "deprovisioning {}: the override replaces step {:?}, which this policy does not have{}",
+                                p.id,
+                                a.as_str(),
+                                match p.mode {
+                                    DeprovisioningMode::Immediate => " (an immediate policy has only delete)",
+                                    DeprovisioningMode::Staged => "",
+                                }
+                            ),
+                        });
+                        None
+                    }
+                    None => {
+                        errs.push(ConfigError {
+                            location: action_at.clone(),
+                            message: format!(
+                                "deprovisioning {}: override of unknown step action {:?} (known: {known_actions})",
+                                p.id,
+                                o.action.get_ref()
+                            ),
+                        });
+                        None
+                    }
+                };
+                let instead_at = loc(d.file, o.instead.span().start);
+                let instead = match o.instead.get_ref().as_str() {
+                    "nothing" => Some(None),
+                    other => match StepAction::parse(other) {
+                        Some(a) => Some(Some(a)),
+                        None => {
+                            errs.push(ConfigError {
+                                location: instead_at.clone(),
+                                message: format!(
+                                    "deprovisioning {}: instead = {other:?} is not a step action (known: {known_actions}, or nothing)",
+                                    p.id
+                                ),
+                            });
+                            None
+                        }
+                    },
+                };
+                let (Some(system), Some(action), Some(instead)) = (system, action, instead) else {
+                    continue;
+                };
+                if instead == Some(action) {
+                    errs.push(ConfigError {
+                        location: instead_at,
+                        message: format!(
+                            "deprovisioning {}: the override replaces step {} with itself on system {system}",
+                            p.id,
+                            action.as_str()
+                        ),
+                    });
+                    continue;
+                }
+                if let Some(first) = first_at.get(&(system.clone(), action)) {
+                    errs.push(ConfigError {
+                        location: system_at,
+                        message: format!(
+                            "deprovisioning {}: step {} on system {system} is already overridden at {first}",
+                            p.id,
+                            action.as_str()
+                        ),
+                    });
+                    continue;
+                }
+                first_at.insert((system.clone(), action), system_at);
+                overrides.insert((system, action), instead);
+            }
             if let Some(when) = when {
                 deprovisioning.push(CompiledDeprovisioning {
                     id: p.id.clone(),
                     when,
                     mode: p.mode,
                     steps,
+                    overrides,
                 });
             }
         }
@@ -1096,6 +1214,22 @@ impl Policy {
         Ok((default, vec![(StepAction::Delete, start)]))
     }
 
+    /// The per-system overrides of one step of a deprovisioning policy: the
+    /// systems where it does something else, and what (`None`: nothing).
+    pub fn step_overrides(
+        &self,
+        policy: &PolicyId,
+        step: StepAction,
+    ) -> Vec<(SystemId, Option<StepAction>)> {
+        self.deprovisioning
+            .iter()
+            .filter(|d| &d.id == policy)
+            .flat_map(|d| d.overrides.iter())
+            .filter(|((_, s), _)| *s == step)
+            .map(|((system, _), instead)| (system.clone(), *instead))
+            .collect()
+    }
+
     /// The next moment after `now` at which this identity's desired state
     /// changes by the passage of time alone: its start date, its end date,
     /// or a step of its deprovisioning schedule. `None` when nothing more is
@@ -1315,6 +1449,7 @@ impl Policy {
         now: DateTime<Utc>,
     ) -> Result<DesiredIdentity, EvalError> {
         let today = now.date_naive();
+        let mut leaver: Option<DesiredIdentity> = None;
         let status = if identity.status == LifecycleStatus::Deleted {
             LifecycleStatus::Deleted
         } else {
@@ -1326,6 +1461,7 @@ impl Policy {
                 .keys()
                 .map(|s| (s.clone(), d.clone()))
                 .collect(),
+            archive: BTreeMap::new(),
         };
         match status {
             LifecycleStatus::Pending => {
@@ -1343,34 +1479,22 @@ impl Policy {
             LifecycleStatus::Leaver | LifecycleStatus::Deleted => {
                 let (policy, steps) = self.leaver_schedule(identity)?;
                 let since = identity.record.end_date.unwrap_or(today);
-                let due: Vec<StepAction> = steps
+                let mut due: Vec<StepAction> = steps
                     .iter()
                     .filter(|(_, at)| *at <= now)
                     .map(|(a, _)| *a)
                     .collect();
-                let reason = |step| {
-                    vec![Reason::Deprovisioning {
-                        policy: policy.clone(),
-                        step,
-                        since,
-                    }]
-                };
-                if status == LifecycleStatus::Deleted || due.contains(&StepAction::Delete) {
-                    return Ok(everywhere(Desired::Absent {
-                        reasons: reason(StepAction::Delete),
-                    }));
+                if status == LifecycleStatus::Deleted && !due.contains(&StepAction::Delete) {
+                    due.push(StepAction::Delete);
                 }
-                if due.contains(&StepAction::RemoveMemberships) {
-                    return Ok(everywhere(Desired::Restricted {
-                        keep_entitlements: false,
-                        reasons: reason(StepAction::RemoveMemberships),
-                    }));
-                }
-                if due.contains(&StepAction::Disable) {
-                    return Ok(everywhere(Desired::Restricted {
-                        keep_entitlements: true,
-                        reasons: reason(StepAction::Disable),
-                    }));
+                if !due.is_empty() {
+                    let decided = self.leaver_desired(identity, &policy, since, &due);
+                    if decided.systems.len() == self.systems.len() {
+                        return Ok(decided);
+                    }
+                    // Overrides left some systems with no step due: access
+                    // there continues as if active.
+                    leaver = Some(decided);
                 }
                 // No step due yet: access continues as if active.
             }
@@ -1458,12 +1582,95 @@ impl Policy {
                 }
             }
         }
+        let mut active: BTreeMap<SystemId, Desired> = systems
+            .into_iter()
+            .map(|(k, v)| (k, Desired::Account(v)))
+            .collect();
+        if let Some(mut decided) = leaver {
+            for system in self.systems.keys() {
+                if !decided.systems.contains_key(system)
+                    && let Some(d) = active.remove(system)
+                {
+                    decided.systems.insert(system.clone(), d);
+                }
+            }
+            return Ok(decided);
+        }
         Ok(DesiredIdentity {
-            systems: systems
-                .into_iter()
-                .map(|(k, v)| (k, Desired::Account(v)))
-                .collect(),
+            systems: active,
+            archive: BTreeMap::new(),
         })
+    }
+
+    /// A leaver's desired state on every system where a step is due once the
+    /// policy's per-system overrides are applied (systems where every due step
+    /// is overridden to nothing are left out), and the archives due.
+    fn leaver_desired(
+        &self,
+        identity: &Identity,
+        policy: &PolicyId,
+        since: NaiveDate,
+        due: &[StepAction],
+    ) -> DesiredIdentity {
+        let overrides = self
+            .deprovisioning
+            .iter()
+            .find(|d| &d.id == policy)
+            .map(|d| &d.overrides);
+        let mut out = DesiredIdentity::default();
+        for system in self.systems.keys() {
+            // (what is done here, the policy's step it replaces)
+            let mut here: Vec<(StepAction, Option<StepAction>)> = Vec::new();
+            for step in due {
+                match overrides.and_then(|o| o.get(&(system.clone(), *step))) {
+                    None => here.push((*step, None)),
+                    Some(None) => {}
+                    Some(Some(instead)) => here.push((*instead, Some(*step))),
+                }
+            }
+            let reason = |want: StepAction| {
+                here.iter()
+                    .find(|(a, _)| *a == want)
+                    .map(|(step, instead_of)| {
+                        vec![Reason::Deprovisioning {
+                            policy: policy.clone(),
+                            step: *step,
+                            since,
+                            instead_of: *instead_of,
+                        }]
+                    })
+            };
+            let desired = if let Some(reasons) = reason(StepAction::Delete) {
+                Some(Desired::Absent { reasons })
+            } else if let Some(reasons) = reason(StepAction::RemoveMemberships) {
+                Some(Desired::Restricted {
+                    keep_entitlements: false,
+                    reasons,
+                })
+            } else {
+                // An archive takes the data of an account that stays disabled.
+                reason(StepAction::Disable)
+                    .or_else(|| reason(StepAction::Archive))
+                    .map(|reasons| Desired::Restricted {
+                        keep_entitlements: true,
+                        reasons,
+                    })
+            };
+            if let Some(d) = desired {
+                out.systems.insert(system.clone(), d);
+            }
+            if let Some(reasons) = reason(StepAction::Archive) {
+                out.archive.insert(
+                    system.clone(),
+                    ArchiveRequest {
+                        manager: identity.record.manager.clone(),
+                        reasons,
+                        held: false,
+                    },
+                );
+            }
+        }
+        out
     }
 }
 

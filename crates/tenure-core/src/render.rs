@@ -92,6 +92,17 @@ pub fn plan_text(plan: &Plan) -> String {
             Action::RemoveMembership { entitlement } => {
                 let _ = writeln!(s, "    - remove {a} from {entitlement}  [{why}]");
             }
+            Action::ArchiveAccount { to } => match to {
+                Some(to) => {
+                    let _ = writeln!(
+                        s,
+                        "    - archive account {a}'s data to account {to}  [{why}]"
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "    - archive account {a}'s data  [{why}]");
+                }
+            },
             Action::DeleteAccount => {
                 let _ = writeln!(s, "    - delete account {a}  [{why}]");
             }
@@ -160,6 +171,12 @@ pub fn finding_text(f: &Finding) -> String {
             )
         }
         Finding::Unsupported { system, message } => format!("{system}: {message}"),
+        Finding::ArchiveWaiting {
+            system,
+            identity,
+            account,
+            why,
+        } => format!("{system}: {identity}'s data (account {account}) is not archived: {why}"),
         Finding::AlreadyQueued {
             system,
             account,

@@ -25,6 +25,15 @@ pub struct Capabilities {
     pub memberships: bool,
     /// The system reports when each account last logged in.
     pub last_login: bool,
+    /// A leaver's data can be transferred or archived (the `archive`
+    /// deprovisioning step), and whether it is is read back
+    /// ([`Account::archived`]).
+    #[serde(default)]
+    pub archive: bool,
+    /// The archive transfers the data to the leaver's manager's account on
+    /// the same system, which the planner must name.
+    #[serde(default)]
+    pub archive_to_manager: bool,
 }
 
 impl Capabilities {
@@ -37,6 +46,8 @@ impl Capabilities {
         delete: true,
         memberships: true,
         last_login: false,
+        archive: false,
+        archive_to_manager: false,
     };
 }
 
@@ -51,6 +62,11 @@ pub struct Account {
     pub enabled: bool,
     /// Entitlements the account holds.
     pub entitlements: BTreeSet<EntitlementName>,
+    /// The person's data is archived (nothing of theirs is left to transfer,
+    /// or the entry is in the archive container), as read back from a system
+    /// that can archive; always false on others.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
 }
 
 /// Every account of one system, as read.
@@ -188,12 +204,29 @@ impl Desired {
     }
 }
 
+/// A leaver's data to be transferred or archived on one system (the
+/// `archive` deprovisioning step is due there).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveRequest {
+    /// The leaver's manager, whose account receives the data on systems that
+    /// transfer to the manager.
+    pub manager: Option<IdentityId>,
+    /// Why.
+    pub reasons: Vec<Reason>,
+    /// A legal hold stops the archive (data removal) until it is released.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+}
+
 /// What one identity must have everywhere. A system the identity has no entry
 /// for means: nothing justifies an account there (see [`DesiredIdentity::on`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredIdentity {
     /// Per system.
     pub systems: BTreeMap<SystemId, Desired>,
+    /// Systems where the leaver's data must be archived.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub archive: BTreeMap<SystemId, ArchiveRequest>,
 }
 
 impl DesiredIdentity {
@@ -220,9 +253,10 @@ pub struct DesiredState {
 }
 
 impl DesiredState {
-    /// Applies legal holds: a held identity's accounts are never deleted.
-    /// Where policy says an account must be absent, it stays, disabled and
-    /// stripped of its entitlements, until the hold is released.
+    /// Applies legal holds: a held identity's accounts are never deleted and
+    /// their data is never archived. Where policy says an account must be
+    /// absent, it stays, disabled and stripped of its entitlements, until the
+    /// hold is released; a due archive waits (and the plan says so).
     pub fn hold(&mut self, held: &BTreeSet<IdentityId>) {
         for (id, d) in &mut self.identities {
             if !held.contains(id) {
@@ -230,6 +264,9 @@ impl DesiredState {
             }
             for want in d.systems.values_mut() {
                 want.hold();
+            }
+            for request in d.archive.values_mut() {
+                request.held = true;
             }
         }
     }

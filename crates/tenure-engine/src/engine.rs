@@ -154,10 +154,27 @@ impl Engine {
         } else {
             None
         };
+        let wall: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
         let mut connectors: BTreeMap<SystemId, Arc<dyn Connector>> = BTreeMap::new();
         for s in &policy.config().systems {
-            let c = tenure_connectors::build(&s.item, config_dir).await?;
-            connectors.insert(s.item.id.clone(), Arc::from(c));
+            let mut c: Arc<dyn Connector> =
+                Arc::from(tenure_connectors::build(&s.item, config_dir).await?);
+            // A system that archives through a webhook (checked to exist by compile).
+            if let Some(id) = &s.item.archive_webhook
+                && let Some(w) = cfg
+                    .webhooks
+                    .iter()
+                    .find(|w| w.item.id.as_str() == id.get_ref().as_str())
+            {
+                let call = tenure_notify::webhook::WebhookCall::new(&w.item, config_dir)?;
+                c = Arc::new(crate::archive::WebhookArchive::new(
+                    c,
+                    call,
+                    store.clone(),
+                    wall.clone(),
+                ));
+            }
+            connectors.insert(s.item.id.clone(), c);
         }
         Ok(Engine {
             store,
@@ -165,7 +182,7 @@ impl Engine {
             config_dir: config_dir.to_path_buf(),
             connectors,
             clock,
-            wall: Arc::new(crate::clock::SystemClock),
+            wall,
             actor,
             lease: std::time::Duration::from_secs(30),
             batch: crate::executor::BATCH,

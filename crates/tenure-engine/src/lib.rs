@@ -9,6 +9,7 @@
 //! system's protocol (that is `tenure-connectors`) and never writes SQL (that
 //! is `tenure-store`). Time comes from an injected [`Clock`].
 
+pub mod archive;
 pub mod clock;
 pub mod engine;
 pub mod error;

@@ -194,6 +194,20 @@ impl Observation {
         progress.finish();
         let mine: HashSet<&IdentityId> = ids.iter().collect();
         let mut others: Vec<Link> = Vec::new();
+        // Leavers whose data goes to their manager: the manager's accounts
+        // are named by their links, which this plan must know.
+        let mut managers: Vec<IdentityId> = desired
+            .identities
+            .values()
+            .flat_map(|d| d.archive.values())
+            .filter_map(|r| r.manager.clone())
+            .filter(|m| !mine.contains(m))
+            .collect();
+        managers.sort();
+        managers.dedup();
+        if !managers.is_empty() {
+            others.extend(engine.store.links_of_identities(&managers).await?);
+        }
         let mut seen = Seen::default();
         for (id, caps, r) in reads {
             match r {

@@ -54,6 +54,10 @@ pub struct ScheduledStep {
     pub due: DateTime<Utc>,
     /// Whether its time has come.
     pub reached: bool,
+    /// Systems where the step does something else (`ledger: disable`,
+    /// `crm: nothing`), by the policy's per-system overrides.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
 }
 
 /// A person's timeline.
@@ -154,11 +158,20 @@ pub async fn timeline(engine: &Engine, id: &IdentityId) -> Result<Timeline, Engi
         && let Ok((policy, steps)) = engine.policy.leaver_schedule(&identity)
     {
         for (step, due) in steps {
+            let overrides = engine
+                .policy
+                .step_overrides(&policy, step)
+                .into_iter()
+                .map(|(system, instead)| {
+                    format!("{system}: {}", instead.map_or("nothing", |a| a.as_str()))
+                })
+                .collect();
             schedule.push(ScheduledStep {
                 policy: policy.to_string(),
                 step: step.as_str().to_owned(),
                 due,
                 reached: due <= now,
+                overrides,
             });
         }
     }

@@ -109,6 +109,90 @@ pub(crate) fn client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot make the HTTP client: {}", describe(&e)))
 }
 
+/// One configured webhook called directly, not through the outbox: for work
+/// that is done only when the receiver answers 2xx (the `archive`
+/// deprovisioning step on a system with `archive_webhook`; the queue that
+/// holds the operation retries it). Signed exactly as notifications are.
+pub struct WebhookCall {
+    id: String,
+    client: reqwest::Client,
+    url: String,
+    secret: crate::secret::Secret,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for WebhookCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookCall")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a direct webhook call did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFailure {
+    /// What happened (the status and the receiver's answer, or why no answer came).
+    pub message: String,
+    /// Whether trying again later may succeed (no answer, a timeout, 408, 429, 5xx).
+    pub transient: bool,
+}
+
+impl WebhookCall {
+    /// Reads the webhook's secret (relative to `config_dir` for a file) and
+    /// makes its HTTP client.
+    pub fn new(
+        config: &tenure_core::config::WebhookConfig,
+        config_dir: &std::path::Path,
+    ) -> Result<WebhookCall, crate::NotifyError> {
+        let secret = crate::secret::read(
+            &format!("webhook {}: secret", config.id),
+            &config.secret,
+            config_dir,
+            true,
+        )?;
+        Ok(WebhookCall {
+            id: config.id.clone(),
+            client: client().map_err(crate::NotifyError::Config)?,
+            url: config.url.get_ref().clone(),
+            secret,
+            timeout: Duration::from_secs(config.timeout_seconds.max(1)),
+        })
+    }
+
+    /// The webhook's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// POSTs `body`, signed at `now` (Unix seconds), with `delivery_id` as
+    /// `Tenure-Delivery` (the same on every retry). `Ok` only on a 2xx answer.
+    pub async fn post(&self, delivery_id: &str, body: &str, now: i64) -> Result<(), CallFailure> {
+        match post_webhook(
+            &self.client,
+            &self.url,
+            self.secret.expose().as_bytes(),
+            delivery_id,
+            body,
+            now,
+            self.timeout,
+        )
+        .await
+        {
+            Outcome::Delivered => Ok(()),
+            Outcome::Retry(message) => Err(CallFailure {
+                message,
+                transient: true,
+            }),
+            Outcome::Refused(message) => Err(CallFailure {
+                message,
+                transient: false,
+            }),
+        }
+    }
+}
+
 /// POSTs a signed webhook message.
 pub(crate) async fn post_webhook(
     client: &reqwest::Client,

@@ -18,6 +18,7 @@
 //! `now`), or verify the audit chain (that is
 //! [`tenure_core::audit::verify`], fed by [`Store::audit_page`]).
 
+mod archives;
 mod audit;
 mod changes;
 mod error;

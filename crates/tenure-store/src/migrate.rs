@@ -68,10 +68,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_grants.sql"),
         postgres: include_str!("../migrations/postgres/0006_grants.sql"),
     },
+    Migration {
+        version: 7,
+        name: "accounts archived through a webhook",
+        sqlite: include_str!("../migrations/sqlite/0007_archives.sql"),
+        postgres: include_str!("../migrations/postgres/0007_archives.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Every schema version this build knows, in order (numbers may skip: a
 /// version is a name, applied by set membership).

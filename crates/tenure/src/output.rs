@@ -575,11 +575,16 @@ pub fn timeline_text(t: &tenure_engine::timeline::Timeline) -> String {
         for st in &t.schedule {
             let _ = writeln!(
                 s,
-                "  {}  {:<20} {} (policy {})",
+                "  {}  {:<20} {} (policy {}{})",
                 st.due.format("%Y-%m-%d %H:%M"),
                 st.step,
                 if st.reached { "due" } else { "pending" },
-                st.policy
+                st.policy,
+                if st.overrides.is_empty() {
+                    String::new()
+                } else {
+                    format!("; instead on {}", st.overrides.join(", "))
+                }
             );
         }
     }

@@ -594,8 +594,15 @@ impl LdapConnector {
     /// The bases accounts are read from.
     fn account_bases(&self) -> Vec<String> {
         let mut bases = vec![self.settings.people_base.clone()];
+        let outside =
+            |c: &str| !Dn::parse(c).is_ok_and(|c| c.is_within(&self.settings.people_base_dn));
         if let DisableMethod::Move { container } = &self.settings.disable
-            && !Dn::parse(container).is_ok_and(|c| c.is_within(&self.settings.people_base_dn))
+            && outside(container)
+        {
+            bases.push(container.clone());
+        }
+        if let Some(container) = &self.settings.archive_container
+            && outside(container)
         {
             bases.push(container.clone());
         }
@@ -731,6 +738,18 @@ impl LdapConnector {
             Action::DeleteAccount => {
                 // Gone already is done.
                 self.on_account(b, op, &EntryAct::Delete).await.map(|_| ())
+            }
+            Action::ArchiveAccount { .. } => {
+                if self.settings.archive_container.is_none() {
+                    return Err(OpError::Rejected(
+                        "this system cannot archive (set settings.archive_container)".to_owned(),
+                    ));
+                }
+                if self.on_account(b, op, &EntryAct::Archive).await? {
+                    Ok(())
+                } else {
+                    Err(not_found())
+                }
             }
             Action::AddMembership { entitlement } => {
                 self.membership(b, op, entitlement, true).await
@@ -1023,7 +1042,106 @@ impl LdapConnector {
                 // a change of it that did not come through the templates is refused.
                 self.write_changes(b, dn, changes).await
             }
-            EntryAct::SetEnabled(enable) => match &s.disable {
+            EntryAct::Archive => {
+                let current =
+                    Dn::parse(dn).map_err(|e| OpError::Rejected(format!("unusable DN: {e}")))?;
+                let Some(container) = &s.archive_container else {
+                    return Err(OpError::Rejected(
+                        "this system cannot archive (set settings.archive_container)".to_owned(),
+                    ));
+                };
+                if s.in_archive_container(&current) {
+                    // Archived already (checking it exists, so that a stale
+                    // DN is found again).
+                    return self.exists(b, dn).await;
+                }
+                self.move_to(b, op, dn, container).await.map(|_| ())
+            }
+            EntryAct::SetEnabled(enable) => {
+                // A rehired person's archived entry goes back where accounts
+                // live before it is enabled (the move method does both at once).
+                let moved;
+                let dn = if *enable
+                    && !matches!(s.disable, DisableMethod::Move { .. })
+                    && Dn::parse(dn).is_ok_and(|d| s.in_archive_container(&d))
+                {
+                    let home = self.home_parent(b, op, dn).await?;
+                    moved = self.move_to(b, op, dn, &home).await?;
+                    moved.as_str()
+                } else {
+                    dn
+                };
+                self.set_enabled(b, op, dn, *enable).await
+            }
+        }
+    }
+
+    /// Whether the entry at `dn` exists: `Ok` if so, noSuchObject if not.
+    async fn exists(&self, b: &Batch, dn: &str) -> Result<(), OpError> {
+        match self.probe(b, dn, &[]).await? {
+            Some(_) => Ok(()),
+            None => Err(OpError::Ldap {
+                dn: dn.to_owned(),
+                fail: Fail::from_code(rc::NO_SUCH_OBJECT, "", ""),
+            }),
+        }
+    }
+
+    /// The parent an account's entry has while in use: `people_base`, or
+    /// the `container` template's value for the entry.
+    async fn home_parent(&self, b: &Batch, op: &Operation, dn: &str) -> Result<String, OpError> {
+        let s = &self.settings;
+        match &s.container {
+            None => Ok(s.people_base.clone()),
+            Some(_) => {
+                let want: Vec<String> = s.template_attributes().into_iter().collect();
+                let Some(e) = self.probe(b, dn, &want).await? else {
+                    return Err(OpError::Ldap {
+                        dn: dn.to_owned(),
+                        fail: Fail::from_code(rc::NO_SUCH_OBJECT, "", ""),
+                    });
+                };
+                let value = |a: &str| {
+                    s.ldap_attribute(a)
+                        .and_then(|l| e.first(l))
+                        .map(str::to_owned)
+                };
+                Ok(self.name_of(op.account.as_str(), &value)?.2)
+            }
+        }
+    }
+
+    /// Moves the entry at `dn` under `parent`, keeping its RDN; its new DN.
+    async fn move_to(
+        &self,
+        b: &Batch,
+        op: &Operation,
+        dn: &str,
+        parent: &str,
+    ) -> Result<String, OpError> {
+        let current = Dn::parse(dn).map_err(|e| OpError::Rejected(format!("unusable DN: {e}")))?;
+        let Some(first) = current.rdns.first().and_then(|r| r.first()) else {
+            return Err(OpError::Rejected(format!("{dn} has no RDN")));
+        };
+        let rdn = format!("{}={}", first.attr, escape_value(&first.value));
+        let new_dn = format!("{rdn},{parent}");
+        self.rename(b, op.account.as_str(), dn, &rdn, Some(parent), &new_dn)
+            .await?;
+        Ok(new_dn)
+    }
+
+    /// Enables or disables the entry at `dn` by the system's method.
+    async fn set_enabled(
+        &self,
+        b: &Batch,
+        op: &Operation,
+        dn: &str,
+        enable: bool,
+    ) -> Result<(), OpError> {
+        let s = &self.settings;
+        let enable = &enable;
+        {
+            match &s.disable {
                 DisableMethod::None => Err(OpError::Rejected(
                     "this system cannot disable accounts".to_owned(),
                 )),
@@ -1080,50 +1198,22 @@ impl LdapConnector {
                 DisableMethod::Move { container } => {
                     let current = Dn::parse(dn)
                         .map_err(|e| OpError::Rejected(format!("unusable DN: {e}")))?;
-                    let inside = s.in_disabled_container(&current);
+                    // An archived entry is out of use as a disabled one is.
+                    let inside =
+                        s.in_disabled_container(&current) || s.in_archive_container(&current);
                     if inside != *enable {
                         // Already where it should be (checking it exists, so
                         // that a stale DN is found again).
-                        return match self.probe(b, dn, &[]).await? {
-                            Some(_) => Ok(()),
-                            None => Err(OpError::Ldap {
-                                dn: dn.to_owned(),
-                                fail: Fail::from_code(rc::NO_SUCH_OBJECT, "", ""),
-                            }),
-                        };
+                        return self.exists(b, dn).await;
                     }
-                    let Some(first) = current.rdns.first().and_then(|r| r.first()) else {
-                        return Err(OpError::Rejected(format!("{dn} has no RDN")));
-                    };
-                    let rdn = format!("{}={}", first.attr, escape_value(&first.value));
                     let target = if *enable {
-                        match &s.container {
-                            None => s.people_base.clone(),
-                            Some(_) => {
-                                let want: Vec<String> =
-                                    s.template_attributes().into_iter().collect();
-                                let Some(e) = self.probe(b, dn, &want).await? else {
-                                    return Err(OpError::Ldap {
-                                        dn: dn.to_owned(),
-                                        fail: Fail::from_code(rc::NO_SUCH_OBJECT, "", ""),
-                                    });
-                                };
-                                let value = |a: &str| {
-                                    s.ldap_attribute(a)
-                                        .and_then(|l| e.first(l))
-                                        .map(str::to_owned)
-                                };
-                                self.name_of(op.account.as_str(), &value)?.2
-                            }
-                        }
+                        self.home_parent(b, op, dn).await?
                     } else {
                         container.clone()
                     };
-                    let new_dn = format!("{rdn},{target}");
-                    self.rename(b, op.account.as_str(), dn, &rdn, Some(&target), &new_dn)
-                        .await
+                    self.move_to(b, op, dn, &target).await.map(|_| ())
                 }
-            },
+            }
         }
     }
 
@@ -1282,7 +1372,9 @@ impl LdapConnector {
                 .values("pwdAccountLockedTime")
                 .iter()
                 .any(|v| v == PPOLICY_LOCKED),
-            DisableMethod::Move { .. } => !s.in_disabled_container(&dn),
+            DisableMethod::Move { .. } => {
+                !s.in_disabled_container(&dn) && !s.in_archive_container(&dn)
+            }
             DisableMethod::Attribute {
                 attribute,
                 disabled,
@@ -1308,6 +1400,7 @@ impl LdapConnector {
                 attributes,
                 enabled,
                 entitlements,
+                archived: s.in_archive_container(&dn),
             },
             dn,
         ))
@@ -1739,6 +1832,8 @@ struct People {
 enum EntryAct<'a> {
     Update(&'a BTreeMap<String, AttributeChange>),
     SetEnabled(bool),
+    /// Move into the archive container.
+    Archive,
     Delete,
 }
 
@@ -1758,6 +1853,8 @@ impl Connector for LdapConnector {
             memberships: self.settings.groups.is_some(),
             // Active Directory's lastLogonTimestamp (read_last_logins).
             last_login: self.ad(),
+            archive: self.settings.archive_container.is_some(),
+            archive_to_manager: false,
         }
     }
 
@@ -1777,6 +1874,9 @@ impl Connector for LdapConnector {
         }
         if let DisableMethod::Move { container } = &s.disable {
             bases.push(("disabled_container", container.clone()));
+        }
+        if let Some(container) = &s.archive_container {
+            bases.push(("archive_container", container.clone()));
         }
         for (key, base) in bases {
             match self.probe(&b, &base, &[]).await {

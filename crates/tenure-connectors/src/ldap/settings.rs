@@ -62,6 +62,8 @@ struct RawSettings {
     #[serde(default)]
     disabled_container: Option<String>,
     #[serde(default)]
+    archive_container: Option<String>,
+    #[serde(default)]
     disabled_attribute: Option<String>,
     #[serde(default)]
     disabled_value: Option<String>,
@@ -304,6 +306,8 @@ pub(crate) struct Settings {
     /// Every managed account attribute → its LDAP attribute.
     pub(crate) attributes: BTreeMap<String, String>,
     pub(crate) disable: DisableMethod,
+    /// Where the `archive` deprovisioning step moves a leaver's entry.
+    pub(crate) archive_container: Option<String>,
     pub(crate) initial_password: InitialPassword,
     pub(crate) pool_size: usize,
     pub(crate) max_in_flight: usize,
@@ -774,6 +778,32 @@ impl Settings {
                 DisableMethod::None
             }
         };
+        let archive_container = match raw.archive_container.as_deref().map(str::trim) {
+            None => None,
+            Some(c) => match dn(&mut problems, "archive_container", c) {
+                Some(d) => {
+                    if people_base_dn
+                        .as_ref()
+                        .is_some_and(|base| base.is_within(&d))
+                    {
+                        problems.push(
+                            "settings.archive_container: must not contain people_base".to_owned(),
+                        );
+                    }
+                    if let DisableMethod::Move { container } = &disable
+                        && Dn::parse(container).is_ok_and(|dc| {
+                            dc.normalized() == d.normalized()
+                                || dc.is_within(&d)
+                                || d.is_within(&dc)
+                        })
+                    {
+                        problems.push("settings.archive_container: must be apart from disabled_container (neither within the other)".to_owned());
+                    }
+                    Some(c.to_owned())
+                }
+                None => None,
+            },
+        };
         for (key, set, m) in [
             (
                 "disabled_container",
@@ -945,6 +975,7 @@ impl Settings {
                 container,
                 attributes,
                 disable,
+                archive_container,
                 initial_password,
                 pool_size: usize::try_from(pool_size).unwrap_or(DEFAULT_POOL_SIZE),
                 max_in_flight: usize::try_from(max_in_flight).unwrap_or(DEFAULT_MAX_IN_FLIGHT),
@@ -974,6 +1005,13 @@ impl Settings {
             }
         }
         out
+    }
+
+    /// Whether the entry at `entry` is in the archive container (or below it).
+    pub(crate) fn in_archive_container(&self, entry: &Dn) -> bool {
+        self.archive_container
+            .as_deref()
+            .is_some_and(|c| Dn::parse(c).is_ok_and(|c| entry.parent().is_within(&c)))
     }
 
     /// Whether `dn` is the disabled container or within it.

@@ -1039,6 +1039,10 @@ impl ScimConnector {
             Action::EnableAccount => self.set_active(b, key, true).await,
             Action::DisableAccount => self.set_active(b, key, false).await,
             Action::DeleteAccount => self.delete(b, key).await,
+            Action::ArchiveAccount { .. } => Err(Fail::Rejected(
+                "a SCIM application cannot archive data itself; set archive_webhook on the system"
+                    .to_owned(),
+            )),
             Action::AddMembership { entitlement } => {
                 self.membership(b, key, entitlement, true).await
             }
@@ -1182,6 +1186,7 @@ impl ScimConnector {
                     attributes,
                     enabled,
                     entitlements: BTreeSet::new(),
+                    archived: false,
                 },
             );
         }
@@ -1258,6 +1263,8 @@ impl Connector for ScimConnector {
             delete: true,
             memberships: self.settings.groups && patch_groups,
             last_login: false,
+            archive: false,
+            archive_to_manager: false,
         }
     }
 

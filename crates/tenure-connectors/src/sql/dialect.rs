@@ -82,6 +82,8 @@ pub(crate) enum Slot {
     Value(usize),
     /// The enabled flag (its value is given when binding).
     Enabled,
+    /// The account that receives a leaver's data rows.
+    Target,
 }
 
 /// A statement: its text and what to bind, in order.
@@ -112,6 +114,8 @@ pub(crate) enum StmtKind {
     DeleteMemberships,
     /// Delete an account row.
     DeleteAccount,
+    /// Give an account's data rows (the transfer table) to another account.
+    Transfer,
 }
 
 /// Builds statement texts for one dialect, settings and schema.
@@ -331,6 +335,21 @@ impl Builder<'_> {
                     .push(" WHERE ");
                 self.key_eq(&mut sql);
             }
+            StmtKind::Transfer => {
+                let t = self.settings.transfer.as_ref()?;
+                let owner = &t.owner_column;
+                let cast = self.schema.transfer.as_ref().and_then(|tt| tt.cast(owner));
+                sql.push("UPDATE ")
+                    .push(&d.table(&t.table))
+                    .push(" SET ")
+                    .push(&self.q(owner))
+                    .push(" = ")
+                    .bind(Slot::Target, cast)
+                    .push(" WHERE ")
+                    .push(&self.q(owner))
+                    .push(" = ")
+                    .bind(Slot::Key, cast);
+            }
         }
         Some(sql.done())
     }
@@ -366,6 +385,17 @@ pub(crate) fn read_memberships(d: Dialect, settings: &Settings) -> Option<String
         d.as_text(&d.ident(&m.account_column)),
         d.as_text(&d.ident(&m.entitlement_column)),
         d.table(&m.table)
+    ))
+}
+
+/// `SELECT DISTINCT owner FROM transfer_table`, as text: the accounts that
+/// still own data rows (the others read as archived).
+pub(crate) fn read_owners(d: Dialect, settings: &Settings) -> Option<String> {
+    let t = settings.transfer.as_ref()?;
+    Some(format!(
+        "SELECT DISTINCT {} FROM {}",
+        d.as_text(&d.ident(&t.owner_column)),
+        d.table(&t.table)
     ))
 }
 

@@ -153,6 +153,8 @@ enum Prepared<'o> {
     AddMembership(&'o str),
     RemoveMembership(&'o str),
     Delete,
+    /// Give the account's data rows to this account.
+    Transfer(String),
 }
 
 /// What binding needs besides the statement.
@@ -162,6 +164,7 @@ struct BindValues<'o> {
     values: &'o [&'o str],
     enabled: bool,
     repr: EnabledRepr,
+    target: &'o str,
 }
 
 fn bind<'q>(stmt: &Stmt, v: &BindValues<'q>) -> sqlx::query::Query<'q, Any, AnyArguments> {
@@ -171,6 +174,7 @@ fn bind<'q>(stmt: &Stmt, v: &BindValues<'q>) -> sqlx::query::Query<'q, Any, AnyA
             Slot::Key => q.bind(v.key),
             Slot::Entitlement => q.bind(v.entitlement),
             Slot::Value(i) => q.bind(v.values.get(i).copied().unwrap_or_default()),
+            Slot::Target => q.bind(v.target),
             Slot::Enabled => match v.repr {
                 EnabledRepr::Int => q.bind(i64::from(v.enabled)),
                 EnabledRepr::Bool => q.bind(v.enabled),
@@ -331,6 +335,7 @@ impl SqlConnector {
         rows: &[sqlx::any::AnyRow],
         attrs: &[String],
         membership_rows: &[sqlx::any::AnyRow],
+        owner_rows: &[sqlx::any::AnyRow],
     ) -> Result<SystemAccounts, ConnectorError> {
         let err = |e| self.db_error("reading accounts", e);
         let first_attr = if self.settings.enabled_column.is_some() {
@@ -371,8 +376,22 @@ impl SqlConnector {
                     attributes,
                     enabled,
                     entitlements: BTreeSet::new(),
+                    archived: false,
                 },
             );
+        }
+        if self.settings.transfer.is_some() {
+            // An account that owns no data rows has nothing left to archive.
+            let mut owners: BTreeSet<String> = BTreeSet::new();
+            for row in owner_rows {
+                let o: Option<String> = row.try_get(0).map_err(err)?;
+                if let Some(o) = o {
+                    owners.insert(o);
+                }
+            }
+            for (k, a) in out.accounts.iter_mut() {
+                a.archived = !owners.contains(k.as_str());
+            }
         }
         let mut unusable_memberships = 0usize;
         for row in membership_rows {
@@ -518,6 +537,24 @@ impl SqlConnector {
                 Prepared::RemoveMembership(entitlement.as_str())
             }
             Action::DeleteAccount => Prepared::Delete,
+            Action::ArchiveAccount { to } => {
+                let Some(t) = &self.settings.transfer else {
+                    return Err("the system has no transfer_table in its settings, so it cannot archive data".to_owned());
+                };
+                let Some(target) = t.to.as_deref().or(to.as_ref().map(AccountKey::as_str)) else {
+                    return Err("no account to give the data to: the operation names none and settings.archive_to is not set".to_owned());
+                };
+                if target == op.account.as_str() {
+                    return Err(format!(
+                        "the data of {} cannot be given to the same account",
+                        op.account
+                    ));
+                }
+                if target.contains('\0') {
+                    return Err("the receiving account's key contains a NUL character".to_owned());
+                }
+                Prepared::Transfer(target.to_owned())
+            }
         })
     }
 
@@ -546,6 +583,7 @@ impl SqlConnector {
             values: &[],
             enabled: true,
             repr: loaded.schema.enabled,
+            target: "",
         };
         match prepared {
             Prepared::Create { columns, values } => {
@@ -617,6 +655,27 @@ impl SqlConnector {
                     bind(&m, &v).execute(&mut *conn).await?;
                 }
                 bind(&account, &v).execute(&mut *conn).await?;
+            }
+            Prepared::Transfer(target) => {
+                // The receiving account must exist: data is never given to
+                // nobody. Checked before any change, so a refusal changes nothing.
+                let exists = stmt(StmtKind::AccountExists)?;
+                let transfer = stmt(StmtKind::Transfer)?;
+                let to = BindValues { key: target, ..v };
+                let target = target.as_str();
+                if bind(&exists, &to)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .is_none()
+                {
+                    return Err(OpFail::Rejected(format!(
+                        "the account {target:?} that receives the data is not in table {}",
+                        self.settings.accounts_table
+                    )));
+                }
+                v.target = target;
+                // Rows already given away are not there any more: a replay changes nothing.
+                bind(&transfer, &v).execute(&mut *conn).await?;
             }
         }
         Ok(())
@@ -874,6 +933,12 @@ impl Connector for SqlConnector {
             delete: true,
             memberships: self.settings.memberships.is_some(),
             last_login: false,
+            archive: self.settings.transfer.is_some(),
+            archive_to_manager: self
+                .settings
+                .transfer
+                .as_ref()
+                .is_some_and(|t| t.to.is_none()),
         }
     }
 
@@ -933,9 +998,16 @@ impl Connector for SqlConnector {
                 .map_err(err)?,
             None => Vec::new(),
         };
+        let owner_rows = match dialect::read_owners(d, &self.settings) {
+            Some(sql) => sqlx::query(AssertSqlSafe(sql))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(err)?,
+            None => Vec::new(),
+        };
         tx.commit().await.map_err(err)?;
 
-        self.decode_accounts(&rows, &attrs, &membership_rows)
+        self.decode_accounts(&rows, &attrs, &membership_rows, &owner_rows)
     }
 
     async fn read_accounts_matching(
@@ -1019,8 +1091,7 @@ impl Connector for SqlConnector {
                 .memberships
                 .as_ref()
                 .and_then(|s| s.cast(&m.account_column));
-            let keys: Vec<String> = keys.into_iter().collect();
-            for chunk in keys.chunks(MATCH_CHUNK) {
+            for chunk in keys.iter().collect::<Vec<_>>().chunks(MATCH_CHUNK) {
                 let sql = format!(
                     "{base} WHERE {account_col} IN ({})",
                     placeholders(d, chunk.len(), cast)
@@ -1032,13 +1103,34 @@ impl Connector for SqlConnector {
                 membership_rows.extend(q.fetch_all(&mut *conn).await.map_err(err)?);
             }
         }
+        let mut owner_rows = Vec::new();
+        if let Some(t) = &self.settings.transfer {
+            let base = dialect::read_owners(d, &self.settings).unwrap_or_default();
+            let owner_col = d.ident(&t.owner_column);
+            let cast = loaded
+                .schema
+                .transfer
+                .as_ref()
+                .and_then(|s| s.cast(&t.owner_column));
+            for chunk in keys.iter().collect::<Vec<_>>().chunks(MATCH_CHUNK) {
+                let sql = format!(
+                    "{base} WHERE {owner_col} IN ({})",
+                    placeholders(d, chunk.len(), cast)
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for k in chunk {
+                    q = q.bind(k.as_str());
+                }
+                owner_rows.extend(q.fetch_all(&mut *conn).await.map_err(err)?);
+            }
+        }
         // The same row may have been found twice (by key and by attribute).
         let mut seen = BTreeSet::new();
         rows.retain(|r| match r.try_get::<Option<String>, _>(0) {
             Ok(Some(k)) => seen.insert(k),
             _ => true,
         });
-        self.decode_accounts(&rows, &attrs, &membership_rows)
+        self.decode_accounts(&rows, &attrs, &membership_rows, &owner_rows)
     }
 
     async fn apply(&self, ops: &[Operation]) -> Vec<Result<(), ConnectorError>> {

@@ -67,6 +67,8 @@ pub(crate) enum EnabledRepr {
 pub(crate) struct Schema {
     pub(crate) accounts: Table,
     pub(crate) memberships: Option<Table>,
+    /// The table of data rows transferred by the `archive` step.
+    pub(crate) transfer: Option<Table>,
     pub(crate) enabled: EnabledRepr,
 }
 
@@ -216,10 +218,32 @@ pub(crate) async fn load(
             Some(t)
         }
     };
+    let transfer = match &settings.transfer {
+        None => None,
+        Some(tr) => {
+            let t = Table {
+                columns: columns(pool, dialect, &tr.table).await?,
+                folds_case,
+            };
+            if t.columns.is_empty() {
+                problems.push(format!(
+                    "table {} (settings.transfer_table) does not exist",
+                    tr.table
+                ));
+            } else if !t.has(&tr.owner_column) {
+                problems.push(format!(
+                    "table {} has no column {} (settings.transfer_owner_column)",
+                    tr.table, tr.owner_column
+                ));
+            }
+            Some(t)
+        }
+    };
     if problems.is_empty() {
         Ok(Ok(Schema {
             accounts,
             memberships,
+            transfer,
             enabled,
         }))
     } else {

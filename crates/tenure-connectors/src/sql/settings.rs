@@ -42,6 +42,12 @@ struct RawSettings {
     max_connections: Option<i64>,
     #[serde(default)]
     connect_timeout_seconds: Option<i64>,
+    #[serde(default)]
+    transfer_table: Option<String>,
+    #[serde(default)]
+    transfer_owner_column: Option<String>,
+    #[serde(default)]
+    archive_to: Option<String>,
 }
 
 /// Where the database URL comes from.
@@ -89,6 +95,18 @@ pub(crate) struct Memberships {
     pub(crate) entitlement_column: String,
 }
 
+/// Where a leaver's data rows are, for the `archive` step: the rows of
+/// `table` whose `owner_column` holds the account key are given to another
+/// account (the manager's, or `to`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Transfer {
+    pub(crate) table: TableName,
+    pub(crate) owner_column: String,
+    /// A fixed account that receives every leaver's data (`archive_to`);
+    /// without it, the manager's account.
+    pub(crate) to: Option<String>,
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -100,6 +118,7 @@ pub(crate) struct Settings {
     /// `attribute_columns` lists) → its column.
     pub(crate) attributes: BTreeMap<String, String>,
     pub(crate) memberships: Option<Memberships>,
+    pub(crate) transfer: Option<Transfer>,
     pub(crate) max_connections: u32,
     pub(crate) connect_timeout: Duration,
 }
@@ -233,6 +252,46 @@ impl Settings {
             }
         };
 
+        let transfer = match (&raw.transfer_table, &raw.transfer_owner_column) {
+            (None, None) => {
+                if raw.archive_to.is_some() {
+                    problems.push("settings.archive_to needs settings.transfer_table and settings.transfer_owner_column".to_owned());
+                }
+                None
+            }
+            (None, Some(_)) => {
+                problems.push(
+                    "settings.transfer_owner_column needs settings.transfer_table".to_owned(),
+                );
+                None
+            }
+            (Some(_), None) => {
+                problems.push("settings.transfer_owner_column: missing; it names the column of the transfer table that holds the owner's account key".to_owned());
+                None
+            }
+            (Some(t), Some(c)) => {
+                let table = table_name(t);
+                if table.is_none() {
+                    problems.push(format!(
+                        "settings.transfer_table: {t:?} is not a valid table name ({IDENT_RULE}; optionally schema.table)"
+                    ));
+                }
+                let owner_column = column(&mut problems, "transfer_owner_column", c);
+                let to = match raw.archive_to.as_deref().map(str::trim) {
+                    Some("") => {
+                        problems.push("settings.archive_to: empty; name the account that receives leavers' data, or leave it out to give it to their manager".to_owned());
+                        None
+                    }
+                    other => other.map(str::to_owned),
+                };
+                table.map(|table| Transfer {
+                    table,
+                    owner_column,
+                    to,
+                })
+            }
+        };
+
         // Every managed attribute needs a column distinct from the key, the
         // enabled flag and every other attribute's.
         let mut attributes = BTreeMap::new();
@@ -306,6 +365,7 @@ impl Settings {
                 enabled_column,
                 attributes,
                 memberships,
+                transfer,
                 max_connections,
                 connect_timeout: Duration::from_secs(connect_timeout),
             }),

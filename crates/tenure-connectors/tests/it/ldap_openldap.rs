@@ -102,6 +102,7 @@ fn expected_account(uid: &str, enabled: bool, groups: &[&str]) -> Account {
         attributes: person(uid).into_iter().collect(),
         enabled,
         entitlements: groups.iter().map(|g| ent(g)).collect(),
+        archived: false,
     }
 }
 
@@ -1171,4 +1172,109 @@ fn ldap_settings_report_every_problem() {
 #[allow(dead_code)]
 fn keys_of(a: &BTreeMap<tenure_core::AccountKey, Account>) -> Vec<&str> {
     a.keys().map(|k| k.as_str()).collect()
+}
+
+const ARCHIVE: &str = "ou=archive,dc=example,dc=com";
+
+#[tokio::test]
+async fn ldap_archive_moves_the_entry_into_the_archive_container() {
+    let Some(mut env) = Env::start(
+        "ldap_archive_moves_the_entry_into_the_archive_container",
+        SlapdOptions::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    env.insp
+        .add(
+            ARCHIVE,
+            &[
+                ("objectClass", &["organizationalUnit"]),
+                ("ou", &["archive"]),
+            ],
+        )
+        .await;
+    let mut t = env.settings();
+    t.insert("archive_container".into(), ARCHIVE.into());
+    let sys = system(t);
+    let c = connector(&sys, env.dir()).await;
+    c.check().await.unwrap();
+    let caps = c.capabilities();
+    assert!(caps.archive && !caps.archive_to_manager, "{caps:?}");
+    let hostile = "comma,plus+eq=*)(uid=*";
+    all_ok(
+        &c.apply(&[
+            create_person("hal"),
+            add("hal", "staff"),
+            disable("hal"),
+            create_person(hostile),
+            disable(hostile),
+        ])
+        .await,
+    );
+    assert!(!c.read_accounts().await.unwrap().accounts[&key("hal")].archived);
+
+    // The archive step: the disabled entry moves, keeping its group.
+    all_ok(&c.apply(&[archive("hal"), archive(hostile)]).await);
+    let archived_dn = |uid: &str| format!("uid={},{ARCHIVE}", ldap3::dn_escape(uid));
+    assert!(env.insp.entry(&archived_dn("hal"), &[]).await.is_some());
+    assert!(env.insp.entry(&archived_dn(hostile), &[]).await.is_some());
+    assert!(env.person_entry("hal").await.is_none());
+    assert!(env.person_entry(hostile).await.is_none());
+    assert_eq!(env.members("staff").await, vec![archived_dn("hal")]);
+    let read = c.read_accounts().await.unwrap();
+    for uid in ["hal", hostile] {
+        let a = &read.accounts[&key(uid)];
+        assert!(a.archived && !a.enabled, "{a:?}");
+    }
+    // Idempotent, also from a fresh connector that guesses the old DN.
+    all_ok(&c.apply(&[archive("hal")]).await);
+    let fresh = connector(&sys, env.dir()).await;
+    all_ok(&fresh.apply(&[archive("hal"), archive(hostile)]).await);
+    assert!(env.insp.entry(&archived_dn("hal"), &[]).await.is_some());
+
+    // Rehired: the entry goes back under people_base, enabled.
+    all_ok(&fresh.apply(&[enable("hal")]).await);
+    assert!(env.insp.entry(&archived_dn("hal"), &[]).await.is_none());
+    let entry = env.person_entry("hal").await.unwrap();
+    assert!(!entry.contains_key("pwdAccountLockedTime"), "{entry:?}");
+    assert_eq!(env.members("staff").await, vec![person_dn("hal")]);
+    let read = c.read_accounts().await.unwrap();
+    assert!(read.accounts[&key("hal")].enabled && !read.accounts[&key("hal")].archived);
+
+    // With disabling by move, an archived entry reads as disabled, and
+    // disabling it again leaves it where it is.
+    let mut t = env.settings();
+    t.insert("disable_method".into(), "move".into());
+    t.insert("disabled_container".into(), DISABLED.into());
+    t.insert("archive_container".into(), ARCHIVE.into());
+    let moving = connector(&system(t), env.dir()).await;
+    all_ok(&moving.apply(&[disable("hal"), archive("hal")]).await);
+    assert!(env.insp.entry(&archived_dn("hal"), &[]).await.is_some());
+    let a = &moving.read_accounts().await.unwrap().accounts[&key("hal")];
+    assert!(!a.enabled && a.archived, "{a:?}");
+    all_ok(&moving.apply(&[disable("hal")]).await);
+    assert!(env.insp.entry(&archived_dn("hal"), &[]).await.is_some());
+    all_ok(&moving.apply(&[enable("hal")]).await);
+    assert!(env.person_entry("hal").await.is_some());
+
+    // Without a container the system cannot archive, and says so.
+    let c = connector(&system(env.settings()), env.dir()).await;
+    assert!(!c.capabilities().archive);
+    let r = c.apply(&[archive("hal")]).await;
+    let e = r[0].as_ref().unwrap_err();
+    assert!(e.to_string().contains("archive_container"), "{e}");
+    // A container that does not exist is found by check.
+    let mut t = env.settings();
+    t.insert(
+        "archive_container".into(),
+        "ou=nowhere,dc=example,dc=com".into(),
+    );
+    let e = connector(&system(t), env.dir())
+        .await
+        .check()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("archive_container"), "{e}");
 }

@@ -132,6 +132,13 @@ pub fn delete(account: &str) -> Operation {
     here(crate::support::delete(account))
 }
 
+pub fn archive(account: &str) -> Operation {
+    here(crate::support::op(
+        account,
+        tenure_core::Action::ArchiveAccount { to: None },
+    ))
+}
+
 /// Asserts every result is Ok.
 #[track_caller]
 pub fn all_ok(results: &[Result<(), ConnectorError>]) {

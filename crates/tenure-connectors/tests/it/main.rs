@@ -81,4 +81,5 @@ suite!(
     wrong_system_is_refused,
     commit_failure_fails_every_operation,
     lock_timeout_is_transient_and_fails_alone,
+    archive_transfers_data_to_the_manager,
 );

@@ -321,6 +321,7 @@ pub async fn read_accounts_round_trip(db: TestDb) {
                 attributes,
                 enabled,
                 entitlements: groups.into_iter().map(ent).collect::<BTreeSet<_>>(),
+                archived: false,
             },
         );
     }
@@ -738,4 +739,159 @@ pub async fn lock_timeout_is_transient_and_fails_alone(db: TestDb) {
     // Retried later, it succeeds.
     all_ok(&c.apply(&[disable("alice")]).await);
     assert_eq!(db.users().await[0][5], s("0"));
+}
+
+/// The application's documents, owned by the account key (for the `archive` step).
+async fn documents_schema(db: &TestDb) {
+    let ddl = match db.backend {
+        Backend::Sqlite => {
+            "CREATE TABLE documents (id INTEGER PRIMARY KEY, title VARCHAR(100) NOT NULL, owner VARCHAR(64) NOT NULL)"
+        }
+        Backend::Postgres => {
+            "CREATE TABLE documents (id SERIAL PRIMARY KEY, title VARCHAR(100) NOT NULL, owner VARCHAR(64) NOT NULL)"
+        }
+        Backend::MySql => {
+            "CREATE TABLE documents (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(100) NOT NULL, owner VARCHAR(64) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+        }
+    };
+    db.exec(ddl).await;
+}
+
+fn archive_to(account: &str, to: Option<&str>) -> tenure_core::Operation {
+    op(
+        account,
+        tenure_core::Action::ArchiveAccount { to: to.map(key) },
+    )
+}
+
+fn with_transfer(t: &mut toml::Table) {
+    t.insert("transfer_table".into(), "documents".into());
+    t.insert("transfer_owner_column".into(), "owner".into());
+}
+
+pub async fn archive_transfers_data_to_the_manager(db: TestDb) {
+    db.app_schema().await;
+    documents_schema(&db).await;
+    let hostile = "x'); UPDATE documents SET owner = 'mallory'; --";
+    let c = db.connector(&db.system(with_transfer)).await;
+    c.check().await.unwrap();
+    let caps = c.capabilities();
+    assert!(caps.archive && caps.archive_to_manager, "{caps:?}");
+    all_ok(
+        &c.apply(&[
+            create_full("alice"),
+            create_full("bob"),
+            create_full("mallory"),
+            create(hostile, &[("email", "h@example.com")]),
+        ])
+        .await,
+    );
+    for (title, owner) in [
+        ("plan", "alice"),
+        ("budget", "alice"),
+        ("notes", "bob"),
+        ("secret", hostile),
+    ] {
+        db.exec(&format!(
+            "INSERT INTO documents (title, owner) VALUES ('{title}', '{}')",
+            owner.replace('\'', "''")
+        ))
+        .await;
+    }
+    let read = c.read_accounts().await.unwrap();
+    let archived = |a: &SystemAccounts, k: &str| a.accounts[&key(k)].archived;
+    assert!(!archived(&read, "alice") && !archived(&read, "bob"));
+    assert!(archived(&read, "mallory"), "no data: nothing to archive");
+
+    // Alice's documents go to Bob, her manager; nothing else changes.
+    all_ok(&c.apply(&[archive_to("alice", Some("bob"))]).await);
+    let docs = || db.rows("documents", &["title", "owner"]);
+    assert_eq!(
+        docs().await,
+        vec![
+            vec![s("budget"), s("bob")],
+            vec![s("notes"), s("bob")],
+            vec![s("plan"), s("bob")],
+            vec![s("secret"), s(hostile)],
+        ]
+    );
+    let read = c.read_accounts().await.unwrap();
+    assert!(archived(&read, "alice"), "read back as archived");
+    // So does the read by key (incremental plans).
+    let q = AccountQuery {
+        keys: [key("alice"), key(hostile)].into_iter().collect(),
+        attribute: None,
+    };
+    let some = c.read_accounts_matching(&q).await.unwrap();
+    assert!(archived(&some, "alice") && !archived(&some, hostile));
+
+    // Replay: changes nothing.
+    all_ok(&c.apply(&[archive_to("alice", Some("bob"))]).await);
+    assert_eq!(docs().await[0], vec![s("budget"), s("bob")]);
+
+    // A hostile key is a value like any other: bound, never spliced.
+    all_ok(&c.apply(&[archive_to(hostile, Some("alice"))]).await);
+    assert_eq!(
+        docs().await,
+        vec![
+            vec![s("budget"), s("bob")],
+            vec![s("notes"), s("bob")],
+            vec![s("plan"), s("bob")],
+            vec![s("secret"), s("alice")],
+        ]
+    );
+
+    // The receiver must exist; a refusal changes nothing.
+    let r = c.apply(&[archive_to("bob", Some("nobody"))]).await;
+    let e = r[0].as_ref().unwrap_err();
+    assert!(
+        matches!(e, ConnectorError::Rejected { .. }) && e.to_string().contains("nobody"),
+        "{e}"
+    );
+    // No receiver named: refused.
+    let r = c.apply(&[archive_to("bob", None)]).await;
+    assert!(r[0].is_err());
+    assert_eq!(docs().await[1], vec![s("notes"), s("bob")]);
+
+    // A fixed receiver (`archive_to`): the system no longer needs the manager.
+    let c = db
+        .connector(&db.system(|t| {
+            with_transfer(t);
+            t.insert("archive_to".into(), "mallory".into());
+        }))
+        .await;
+    assert!(!c.capabilities().archive_to_manager);
+    all_ok(&c.apply(&[archive_to("bob", None)]).await);
+    assert_eq!(
+        docs().await,
+        vec![
+            vec![s("budget"), s("mallory")],
+            vec![s("notes"), s("mallory")],
+            vec![s("plan"), s("mallory")],
+            vec![s("secret"), s("alice")],
+        ]
+    );
+
+    // A missing transfer table or column is found by check.
+    let c = db
+        .connector(&db.system(|t| {
+            with_transfer(t);
+            t.insert("transfer_owner_column".into(), "author".into());
+        }))
+        .await;
+    let e = c.check().await.unwrap_err().to_string();
+    assert!(
+        e.contains("author") && e.contains("transfer_owner_column"),
+        "{e}"
+    );
+    // Without a transfer table the system cannot archive.
+    let c = db.connector(&db.system(|_| {})).await;
+    assert!(!c.capabilities().archive);
+    let r = c.apply(&[archive_to("alice", Some("bob"))]).await;
+    assert!(
+        r[0].as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("transfer_table")
+    );
 }

@@ -383,6 +383,7 @@ pub fn account(k: &str, attrs: &[(&str, &str)], enabled: bool, ents: &[&str]) ->
             .collect(),
         enabled,
         entitlements: ents.iter().map(|e| ent(e)).collect(),
+        archived: false,
     }
 }
 
@@ -496,6 +497,7 @@ pub fn simulate(
                     attributes: attributes.clone(),
                     enabled: true,
                     entitlements: BTreeSet::new(),
+                    archived: false,
                 },
             );
             if let Some(id) = &op.identity {
@@ -532,6 +534,7 @@ pub fn simulate(
             Action::RemoveMembership { entitlement } => {
                 acct.entitlements.remove(entitlement);
             }
+            Action::ArchiveAccount { .. } => acct.archived = true,
             Action::CreateAccount { .. } | Action::DeleteAccount => unreachable!(),
         }
     }
@@ -552,6 +555,10 @@ pub fn brief(op: &Operation) -> String {
             let ks: Vec<&str> = changes.keys().map(String::as_str).collect();
             s.push(' ');
             s.push_str(&ks.join(","));
+        }
+        Action::ArchiveAccount { to: Some(to) } => {
+            s.push_str(" to ");
+            s.push_str(to.as_str());
         }
         _ => {}
     }

@@ -173,6 +173,7 @@ fn a_staged_leaver_is_disabled_then_stripped_then_deleted() {
             policy: staged.clone(),
             step,
             since: day("2026-03-02"),
+            instead_of: None,
         }]
     };
     let (policy_id, steps) = policy().leaver_schedule(&leaver).unwrap();
@@ -237,6 +238,7 @@ fn a_contractor_leaver_loses_everything_at_once() {
                 policy: PolicyId::new("contractors").unwrap(),
                 step: StepAction::Delete,
                 since: day("2026-03-02"),
+                instead_of: None,
             }]
         }
     );

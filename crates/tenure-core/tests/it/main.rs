@@ -3,6 +3,7 @@
 //! (snapshots) and properties (determinism, convergence, audit chain).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod archive;
 mod check;
 mod common;
 mod correlate;

@@ -140,6 +140,8 @@ fn system_spec() -> impl Strategy<Value = SystemSpec> {
                         delete,
                         memberships,
                         last_login: false,
+                        archive: false,
+                        archive_to_manager: false,
                     },
                     orphans,
                     orphan_accounts,
@@ -200,6 +202,7 @@ fn build(systems: &[SystemSpec], identities: &[IdentitySpec], correlated: bool) 
                     attributes: BTreeMap::new(),
                     enabled: *enabled,
                     entitlements: ents(*mask).map(ent).collect(),
+                    archived: false,
                 },
             );
             if *ghost {
@@ -267,6 +270,7 @@ fn build(systems: &[SystemSpec], identities: &[IdentitySpec], correlated: bool) 
                         attributes: a.attrs.clone(),
                         enabled: a.enabled,
                         entitlements: ents(a.ents).map(ent).collect(),
+                        archived: false,
                     },
                 );
                 if link_it {

@@ -3,6 +3,7 @@
 //! `TENURE_TEST_POSTGRES` is set) databases.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod archive_e2e;
 mod cli;
 mod crash;
 mod expiry;
