@@ -212,11 +212,11 @@ fn the_archive_step_comes_at_its_delay_and_is_the_next_due_moment() {
         ]
     );
     assert_eq!(
-        p.next_due(&leaver, at("2026-03-04T00:00:00Z")),
+        p.next_due(&leaver, &[], at("2026-03-04T00:00:00Z")),
         Some(at("2026-03-09T00:00:00Z"))
     );
     assert_eq!(
-        p.next_due(&leaver, at("2026-03-09T00:00:00Z")),
+        p.next_due(&leaver, &[], at("2026-03-09T00:00:00Z")),
         Some(at("2026-04-01T00:00:00Z"))
     );
 }
