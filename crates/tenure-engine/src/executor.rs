@@ -409,3 +409,59 @@ impl<'a> Executor<'a> {
         })
     }
 }
+
+/// Ends a system's quarantine by hand (an operator who fixed it and does not
+/// want to wait for the next probe): its queued operations run again at
+/// once. Audited as `system.quarantine_lifted` with the actor and reason,
+/// and told as a `quarantine_lifted` notice. A running service sees it at
+/// its next round. Errors if the system is unknown or not quarantined.
+pub async fn lift_quarantine(
+    engine: &Engine,
+    actor: &str,
+    system: &SystemId,
+    reason: &str,
+) -> Result<(), EngineError> {
+    if reason.trim().is_empty() {
+        return Err(EngineError::Invalid(
+            "lifting a quarantine needs a reason (--reason)".to_owned(),
+        ));
+    }
+    if !engine.connectors.contains_key(system) {
+        return Err(EngineError::UnknownSystem {
+            system: system.clone(),
+            known: engine.connectors.keys().map(ToString::to_string).collect(),
+        });
+    }
+    let quarantined = engine
+        .store
+        .system_health()
+        .await?
+        .into_iter()
+        .any(|h| &h.system == system && h.quarantined_since.is_some());
+    if !quarantined {
+        return Err(EngineError::Invalid(format!(
+            "system {system} is not quarantined"
+        )));
+    }
+    let now = engine.wall.now();
+    let mut event = engine.event(
+        "system.quarantine_lifted",
+        format!("system:{system}"),
+        format!("lifted by hand: {reason}"),
+        serde_json::json!({}),
+    );
+    actor.clone_into(&mut event.actor);
+    engine
+        .store
+        .set_system_health(&SystemHealth::healthy(system.clone()), vec![event])
+        .await?;
+    engine
+        .notify(vec![engine.system_notice(
+            tenure_core::config::NoticeKind::QuarantineLifted,
+            system.as_str(),
+            &now.timestamp_micros().to_string(),
+            format!("quarantine lifted by {actor}: {reason}"),
+        )])
+        .await;
+    Ok(())
+}

@@ -249,6 +249,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Each system's health (consecutive failures, quarantine); with `lift
+    /// SYSTEM --reason TEXT`, end a quarantine by hand.
+    Quarantine {
+        #[command(subcommand)]
+        command: Option<QuarantineCommand>,
+    },
     /// The operation queue: counts, and operations that failed.
     Queue {
         /// Put failed operations back in the queue.
@@ -284,6 +290,18 @@ enum Command {
         /// databases), to walk through the commands yourself.
         #[arg(long)]
         prepare_only: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum QuarantineCommand {
+    /// End a system's quarantine now: its queued operations run again at once.
+    Lift {
+        /// The system's id in the configuration.
+        system: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -666,6 +684,42 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Grant { command } => {
             let engine = open(&cli, clock).await?;
             grant::run(&engine, command).await?;
+        }
+        Command::Quarantine { command } => {
+            let engine = open(&cli, clock).await?;
+            if let Some(QuarantineCommand::Lift { system, reason }) = command {
+                let id = tenure_core::SystemId::new(system.as_str())
+                    .map_err(|e| anyhow::anyhow!("system {system:?}: {e}"))?;
+                tenure_engine::executor::lift_quarantine(&engine, &engine.actor, &id, reason)
+                    .await?;
+                println!("Quarantine of {id} lifted: its queued operations run again.");
+            }
+            let health = engine.store.system_health().await?;
+            let mut s = String::new();
+            for sys in engine.connectors.keys() {
+                let h = health.iter().find(|h| &h.system == sys);
+                let state = match h {
+                    Some(h) if h.quarantined_since.is_some() => format!(
+                        "QUARANTINED since {}, next try {}",
+                        h.quarantined_since
+                            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                            .unwrap_or_default(),
+                        h.retry_at
+                            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                            .unwrap_or_default()
+                    ),
+                    Some(h) if h.failures > 0 => {
+                        format!("{} failed batch(es) in a row", h.failures)
+                    }
+                    _ => "healthy".to_owned(),
+                };
+                let err = h
+                    .and_then(|h| h.last_error.as_deref())
+                    .map(|e| format!("  (last error: {e})"))
+                    .unwrap_or_default();
+                s.push_str(&format!("{sys:<12} {state}{err}\n"));
+            }
+            print!("{s}");
         }
         Command::Status { identity, json } => {
             let engine = open(&cli, clock).await?;

@@ -1428,3 +1428,26 @@ fn grants_are_made_listed_shown_and_revoked_from_the_command_line() {
             .any(|e| e["action"] == "grant.revoked" && e["reason"] == "done")
     );
 }
+
+#[test]
+fn quarantine_lists_each_systems_health_and_refuses_to_lift_a_healthy_one() {
+    let org = Org::new();
+    let r = org.run(&["quarantine"]).ok();
+    for sys in ["wiki", "crm", "ledger"] {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.starts_with(sys) && l.contains("healthy")),
+            "{}",
+            r.stdout
+        );
+    }
+    let r = org
+        .run(&["quarantine", "lift", "wiki", "--reason", "fixed"])
+        .fails_with(1);
+    assert!(r.stderr.contains("wiki is not quarantined"), "{}", r.stderr);
+    let r = org
+        .run(&["quarantine", "lift", "payroll", "--reason", "fixed"])
+        .fails_with(1);
+    assert!(r.stderr.contains("payroll"), "{}", r.stderr);
+}

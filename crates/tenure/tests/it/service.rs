@@ -287,3 +287,69 @@ async fn a_failing_system_is_quarantined_others_carry_on_and_it_recovers() {
         .collect();
     assert_eq!(actions, vec!["system.quarantined", "system.recovered"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantine_is_lifted_by_hand_and_the_work_runs_at_once() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let org = prepare();
+    let clock = Arc::new(FixedClock::new(at(2026, 11, 1, 9)));
+    let mut engine = open(&org, &clock).await;
+    let ledger = tenure_core::SystemId::new("ledger").unwrap();
+    let down = Arc::new(AtomicBool::new(true));
+    let inner = engine.connectors[&ledger].clone();
+    engine.connectors.insert(
+        ledger.clone(),
+        Arc::new(Outage {
+            inner,
+            down: down.clone(),
+            attempts: Arc::new(AtomicUsize::new(0)),
+        }),
+    );
+    let sched = Scheduler::new(&engine);
+    let lift = |system: &str| {
+        let engine = &engine;
+        let system = tenure_core::SystemId::new(system).unwrap();
+        async move {
+            tenure_engine::executor::lift_quarantine(engine, "cli:oncall", &system, "ledger fixed")
+                .await
+        }
+    };
+    sched.tick().await;
+    let err = lift("ledger").await.unwrap_err().to_string();
+    assert!(err.contains("not quarantined"), "{err}");
+    let err = lift("payroll").await.unwrap_err().to_string();
+    assert!(err.contains("payroll"), "{err}");
+    clock.set(at(2026, 11, 1, 9) + chrono::Duration::minutes(1));
+    sched.tick().await;
+    let queued = engine.store.queue_counts().await.unwrap().queued;
+    assert!(queued > 0);
+    assert!(
+        engine.store.system_health().await.unwrap()[0]
+            .quarantined_since
+            .is_some()
+    );
+
+    // Fixed; lifted by hand long before the next probe: everything runs now.
+    down.store(false, Ordering::SeqCst);
+    clock.set(at(2026, 11, 1, 9) + chrono::Duration::minutes(2));
+    lift("ledger").await.unwrap();
+    let h = engine.store.system_health().await.unwrap();
+    assert_eq!((h[0].failures, h[0].quarantined_since), (0, None), "{h:?}");
+    let t = sched.tick().await;
+    assert!(t.errors.is_empty(), "{t:?}");
+    assert_eq!(t.executed.done as u64, queued, "{t:?}");
+    assert_eq!(full_plan_ops(&engine).await, 0, "converged");
+    let audit = engine.store.audit_page(0, 100_000).await.unwrap();
+    let lifted: Vec<_> = audit
+        .iter()
+        .filter(|r| r.event.subject == "system:ledger")
+        .map(|r| (r.event.action.as_str(), r.event.actor.as_str()))
+        .collect();
+    assert_eq!(
+        lifted,
+        vec![
+            ("system.quarantined", "service:test"),
+            ("system.quarantine_lifted", "cli:oncall")
+        ]
+    );
+}
