@@ -6,19 +6,15 @@
 //! step is checked in the applications' real databases, and the plan is
 //! empty after each.
 
-use crate::support::Org;
+use crate::support::{Org, at};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::Utc;
 use std::sync::{Arc, Mutex};
 use tenure_engine::service::Scheduler;
 use tenure_engine::{Engine, FixedClock, NoProgress};
 
 const SECRET: &str = "archive-webhook-secret";
-
-fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
-}
 
 /// What the webhook receiver got: (signature valid, body) per request.
 type Received = Arc<Mutex<Vec<(bool, serde_json::Value)>>>;
@@ -113,19 +109,6 @@ fn prepare(port: u16) -> Org {
     org
 }
 
-async fn open(org: &Org, clock: &Arc<FixedClock>) -> Engine {
-    let mut engine = Engine::open(
-        &org.path("config"),
-        &org.database,
-        clock.clone(),
-        "service:test".to_owned(),
-    )
-    .await
-    .unwrap();
-    engine.wall = clock.clone();
-    engine
-}
-
 async fn app(org: &Org, db: &str) -> sqlx::SqliteConnection {
     use sqlx::Connection;
     let url = format!("sqlite:{}", org.path(&format!("apps/{db}.db")).display());
@@ -210,7 +193,7 @@ async fn a_staged_pipeline_disables_strips_archives_and_deletes_with_an_override
     )
     .await;
     let clock = Arc::new(FixedClock::new(at(2026, 11, 1, 9)));
-    let engine = open(&org, &clock).await;
+    let engine = org.engine(&clock).await;
     let sched = Scheduler::new(&engine);
 
     // Provisioned; Adele writes pages in the wiki, as does Ada and someone else.
@@ -374,7 +357,7 @@ async fn an_archive_webhook_that_is_down_leaves_the_archive_queued_until_it_answ
     )
     .await;
     let clock = Arc::new(FixedClock::new(at(2026, 11, 1, 9)));
-    let engine = open(&org, &clock).await;
+    let engine = org.engine(&clock).await;
     let sched = Scheduler::new(&engine);
     let t = sched.tick().await;
     assert!(t.errors.is_empty(), "{t:?}");
@@ -459,7 +442,7 @@ async fn a_rehire_after_the_archive_gets_access_back_and_the_data_stays_transfer
     )
     .await;
     let clock = Arc::new(FixedClock::new(at(2026, 11, 1, 9)));
-    let engine = open(&org, &clock).await;
+    let engine = org.engine(&clock).await;
     let sched = Scheduler::new(&engine);
     assert!(sched.tick().await.errors.is_empty());
     clock.set(at(2026, 12, 8, 9));
@@ -536,7 +519,7 @@ async fn an_archive_the_receiver_refuses_fails_visibly_and_is_not_done() {
     )
     .await;
     let clock = Arc::new(FixedClock::new(at(2026, 11, 1, 9)));
-    let engine = open(&org, &clock).await;
+    let engine = org.engine(&clock).await;
     let sched = Scheduler::new(&engine);
     assert!(sched.tick().await.errors.is_empty());
     clock.set(at(2026, 12, 8, 9));

@@ -4,15 +4,11 @@
 //! period, and an HR correction or a rehire in the middle of a leaver's
 //! pipeline.
 
-use crate::support::Org;
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use crate::support::{Org, at, full_plan_ops};
+use chrono::Duration;
 use std::sync::Arc;
 use tenure_engine::service::Scheduler;
 use tenure_engine::{Engine, FixedClock, NoProgress};
-
-fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
-}
 
 /// The example organisation reading `hr/current.csv`, with contractors who
 /// must have an end date, reminders 7 days ahead told to a webhook (never
@@ -45,19 +41,6 @@ fn prepare() -> Org {
     .unwrap();
     std::fs::copy(org.path("hr/2026-11-01.csv"), org.path("hr/current.csv")).unwrap();
     org
-}
-
-async fn open(org: &Org, clock: &Arc<FixedClock>) -> Engine {
-    let mut engine = Engine::open(
-        &org.path("config"),
-        &org.database,
-        clock.clone(),
-        "service:test".to_owned(),
-    )
-    .await
-    .unwrap();
-    engine.wall = clock.clone();
-    engine
 }
 
 /// Rewrites one person's row of the current export.
@@ -114,16 +97,6 @@ async fn crm_enabled(org: &Org, user: &str) -> Option<String> {
     .next()
 }
 
-async fn full_plan_ops(engine: &Engine) -> usize {
-    engine
-        .plan(&NoProgress)
-        .await
-        .unwrap()
-        .plan
-        .operations
-        .len()
-}
-
 /// The outbox's messages of one kind about one person.
 async fn told(engine: &Engine, event: &str, person: &str) -> Vec<String> {
     engine
@@ -141,7 +114,7 @@ async fn told(engine: &Engine, event: &str, person: &str) -> Vec<String> {
 async fn grants_expire_with_reminders_and_contractors_need_an_end_date() {
     let org = prepare();
     let clock = Arc::new(FixedClock::new(at(2026, 11, 1, 9)));
-    let engine = open(&org, &clock).await;
+    let engine = org.engine(&clock).await;
     let sched = Scheduler::new(&engine);
     let t = sched.tick().await;
     assert!(t.errors.is_empty(), "{t:?}");
@@ -303,7 +276,7 @@ async fn grants_expire_with_reminders_and_contractors_need_an_end_date() {
 async fn a_mover_keeps_a_role_through_its_grace_period() {
     let org = prepare();
     let clock = Arc::new(FixedClock::new(at(2026, 11, 1, 9)));
-    let engine = open(&org, &clock).await;
+    let engine = org.engine(&clock).await;
     let sched = Scheduler::new(&engine);
     assert!(sched.tick().await.errors.is_empty());
     assert_eq!(crm_roles(&org, "ada.lovelace").await, vec!["sales-rep"]);
@@ -352,7 +325,7 @@ async fn a_mover_keeps_a_role_through_its_grace_period() {
 async fn a_correction_mid_pipeline_restores_access_and_a_rehire_after_deletion_starts_afresh() {
     let org = prepare();
     let clock = Arc::new(FixedClock::new(at(2026, 11, 1, 9)));
-    let engine = open(&org, &clock).await;
+    let engine = org.engine(&clock).await;
     let sched = Scheduler::new(&engine);
     assert!(sched.tick().await.errors.is_empty());
     let wiki = |user: &'static str| {
@@ -478,7 +451,7 @@ async fn a_correction_cancels_a_leavers_queued_steps_that_have_not_run() {
     use tenure_engine::engine::{ApplyOptions, Scope};
     let org = prepare();
     let clock = Arc::new(FixedClock::new(at(2026, 11, 1, 9)));
-    let engine = open(&org, &clock).await;
+    let engine = org.engine(&clock).await;
     assert!(Scheduler::new(&engine).tick().await.errors.is_empty());
     let queue_only = ApplyOptions {
         scope: Scope::Changed,

@@ -3,15 +3,10 @@
 //! full reconciliation on its cron schedule that survives a restart, and a
 //! system quarantined and recovered.
 
-use crate::support::Org;
-use chrono::{DateTime, TimeZone, Utc};
+use crate::support::{Org, at, full_plan_ops};
 use std::sync::Arc;
 use tenure_engine::service::Scheduler;
-use tenure_engine::{Engine, FixedClock, NoProgress};
-
-fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
-}
+use tenure_engine::{Engine, FixedClock};
 
 /// The example organisation, its source reading `hr/current.csv`, the wiki
 /// reconciled at 03:00 every day.
@@ -42,29 +37,6 @@ fn prepare() -> Org {
     org
 }
 
-async fn open(org: &Org, clock: &Arc<FixedClock>) -> Engine {
-    let mut engine = Engine::open(
-        &org.path("config"),
-        &org.database,
-        clock.clone(),
-        "service:test".to_owned(),
-    )
-    .await
-    .unwrap();
-    engine.wall = clock.clone();
-    engine
-}
-
-async fn full_plan_ops(engine: &Engine) -> usize {
-    engine
-        .plan(&NoProgress)
-        .await
-        .unwrap()
-        .plan
-        .operations
-        .len()
-}
-
 async fn wiki(org: &Org, sql: &'static str) -> Vec<(String, i64)> {
     use sqlx::Connection;
     let url = format!("sqlite:{}", org.path("apps/wiki.db").display());
@@ -80,7 +52,7 @@ async fn wiki(org: &Org, sql: &'static str) -> Vec<(String, i64)> {
 async fn the_scheduler_follows_sources_dates_and_schedules() {
     let org = prepare();
     let clock = Arc::new(FixedClock::new(at(2026, 11, 1, 9)));
-    let engine = open(&org, &clock).await;
+    let engine = org.engine(&clock).await;
     let sched = Scheduler::new(&engine);
 
     // First tick: the export is imported, planned and applied.
@@ -116,7 +88,7 @@ async fn the_scheduler_follows_sources_dates_and_schedules() {
     assert!(t.reconciled.is_empty(), "{t:?}");
     clock.set(at(2026, 11, 2, 3) + chrono::Duration::seconds(5));
     // A restart: the schedule comes from the store.
-    let engine = open(&org, &clock).await;
+    let engine = org.engine(&clock).await;
     let sched = Scheduler::new(&engine);
     let t = sched.tick().await;
     assert!(t.errors.is_empty(), "{t:?}");
@@ -218,7 +190,7 @@ async fn a_failing_system_is_quarantined_others_carry_on_and_it_recovers() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let org = prepare();
     let clock = Arc::new(FixedClock::new(at(2026, 11, 1, 9)));
-    let mut engine = open(&org, &clock).await;
+    let mut engine = org.engine(&clock).await;
     let ledger = tenure_core::SystemId::new("ledger").unwrap();
     let down = Arc::new(AtomicBool::new(true));
     let attempts = Arc::new(AtomicUsize::new(0));
@@ -293,7 +265,7 @@ async fn a_quarantine_is_lifted_by_hand_and_the_work_runs_at_once() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let org = prepare();
     let clock = Arc::new(FixedClock::new(at(2026, 11, 1, 9)));
-    let mut engine = open(&org, &clock).await;
+    let mut engine = org.engine(&clock).await;
     let ledger = tenure_core::SystemId::new("ledger").unwrap();
     let down = Arc::new(AtomicBool::new(true));
     let inner = engine.connectors[&ledger].clone();

@@ -110,3 +110,40 @@ impl Org {
 pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
+
+/// A moment on the lifecycle clock of the service tests.
+pub fn at(y: i32, m: u32, d: u32, h: u32) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+}
+
+impl Org {
+    /// An engine on this organisation whose lifecycle and wall clocks are
+    /// both `clock` (leases and backoff move with the test's time).
+    pub async fn engine(
+        &self,
+        clock: &std::sync::Arc<tenure_engine::FixedClock>,
+    ) -> tenure_engine::Engine {
+        let mut engine = tenure_engine::Engine::open(
+            &self.path("config"),
+            &self.database,
+            clock.clone(),
+            "service:test".to_owned(),
+        )
+        .await
+        .unwrap();
+        engine.wall = clock.clone();
+        engine
+    }
+}
+
+/// How many operations a full plan would make now (0: converged).
+pub async fn full_plan_ops(engine: &tenure_engine::Engine) -> usize {
+    engine
+        .plan(&tenure_engine::NoProgress)
+        .await
+        .unwrap()
+        .plan
+        .operations
+        .len()
+}
