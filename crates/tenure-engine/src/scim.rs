@@ -536,15 +536,7 @@ impl ScimService {
             json!({"userName": resource.get("userName"), "active": active}),
         )];
         events.extend(self.change_events(who, id, &o));
-        events.extend(o.graces.iter().map(|g| {
-            self.event(
-                who,
-                "grant.grace",
-                format!("identity:{}", g.identity),
-                g.reason.clone(),
-                json!({ "role": g.role, "valid_until": g.valid_until }),
-            )
-        }));
+        events.extend(self.grace_events(who, &o.graces));
         let actor = format!("token:{}", who.name);
         let user_name = resource
             .get("userName")
@@ -890,6 +882,26 @@ impl ScimService {
         self.save_graces(who, &graces).await
     }
 
+    /// The audit records of grace periods given, with the token as the actor.
+    fn grace_events(
+        &self,
+        who: &Principal,
+        graces: &[tenure_core::policy::Grant],
+    ) -> Vec<AuditEvent> {
+        graces
+            .iter()
+            .map(|g| {
+                self.event(
+                    who,
+                    "grant.grace",
+                    format!("identity:{}", g.identity),
+                    g.reason.clone(),
+                    json!({ "role": g.role, "valid_until": g.valid_until }),
+                )
+            })
+            .collect()
+    }
+
     /// Stores the grace periods a group change earned its members. After
     /// the group is saved, in a transaction of its own: a grace period is a
     /// courtesy, and losing one to a crash only takes old access away sooner.
@@ -901,18 +913,7 @@ impl ScimService {
         if graces.is_empty() {
             return Ok(());
         }
-        let events = graces
-            .iter()
-            .map(|g| {
-                self.event(
-                    who,
-                    "grant.grace",
-                    format!("identity:{}", g.identity),
-                    g.reason.clone(),
-                    json!({ "role": g.role, "valid_until": g.valid_until }),
-                )
-            })
-            .collect();
+        let events = self.grace_events(who, graces);
         self.engine
             .store
             .add_grants(
