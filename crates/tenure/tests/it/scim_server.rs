@@ -971,3 +971,60 @@ fn root_search_spans_types_and_bulk_stops_after_fail_on_errors() {
     let s = server.call("POST", "/.search", Some(search));
     assert_eq!(s.body["totalResults"], 2, "{:?}", s.body);
 }
+
+#[test]
+fn pushes_follow_end_date_requirements_and_movers_keep_roles_through_their_grace() {
+    let org = org_with_scim();
+    write(
+        &org.path("config/expiry.toml"),
+        "[expiry]\nrequire_end_date = 'identity.employment_type == \"contractor\"'\n",
+    );
+    let roles = std::fs::read_to_string(org.path("config/roles.toml")).unwrap();
+    write(
+        &org.path("config/roles.toml"),
+        &roles.replacen("id = \"sales\"\n", "id = \"sales\"\ngrace = \"14d\"\n", 1),
+    );
+    org.run(&["check"]).ok();
+    let server = Server::start(&org, &["--rate", "0"]);
+
+    // A contractor without an end date is refused, and nothing is stored.
+    let mut contractor = user("S9101", "kay", "Engineering", "Consultant");
+    contractor["urn:ietf:params:scim:schemas:extension:tenure:2.0:User"]["employmentType"] =
+        json!("contractor");
+    let a = server.call("POST", "/Users", Some(contractor.clone()));
+    assert_eq!(a.status, 400, "{:?}", a.body);
+    assert_eq!(a.body["scimType"], "invalidValue", "{:?}", a.body);
+    let detail = a.body["detail"].as_str().unwrap();
+    assert!(detail.contains("S9101 has no end date"), "{detail}");
+    let found = server.call("GET", "/Users?filter=userName%20eq%20%22kay%22", None);
+    assert_eq!(found.body["totalResults"], 0, "{:?}", found.body);
+    contractor["urn:ietf:params:scim:schemas:extension:tenure:2.0:User"]["endDate"] =
+        json!("2027-06-30");
+    let a = server.call("POST", "/Users", Some(contractor));
+    assert_eq!(a.status, 201, "{:?}", a.body);
+
+    // A mover out of Sales keeps the sales role for 14 days, as a grant.
+    let a = server.call(
+        "POST",
+        "/Users",
+        Some(user("S9102", "ada", "Sales", "Account Executive")),
+    );
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_owned();
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
+        {"op": "replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "Finance"}
+    ]});
+    let p = server.call("PATCH", &format!("/Users/{id}"), Some(patch));
+    assert_eq!(p.status, 200, "{:?}", p.body);
+    let list = org.run(&["grant", "list", "S9102"]).ok().stdout;
+    assert!(
+        list.contains("sales") && list.contains("grace period after a move"),
+        "{list}"
+    );
+    assert!(audit_actions(&org).contains(&(
+        "token:idp".into(),
+        "grant.grace".into(),
+        "identity:S9102".into()
+    )));
+    org.run(&["audit", "verify"]).ok();
+}
