@@ -84,6 +84,10 @@ pub(crate) enum Slot {
     Enabled,
     /// The account that receives a leaver's data rows.
     Target,
+    /// The account key of the n-th row of a many-row statement.
+    RowKey(usize),
+    /// The entitlement of the n-th row of a many-row statement.
+    RowEntitlement(usize),
 }
 
 /// A statement: its text and what to bind, in order.
@@ -108,6 +112,10 @@ pub(crate) enum StmtKind {
     AccountExists,
     /// Insert a membership unless held (and only for an existing account).
     AddMembership,
+    /// [`StmtKind::AddMembership`] for this many (key, entitlement) rows at once.
+    AddMemberships(usize),
+    /// Of this many account keys, the row numbers of those with no account.
+    MissingAccounts(usize),
     /// Delete one membership.
     RemoveMembership,
     /// Delete every membership of an account.
@@ -304,6 +312,68 @@ impl Builder<'_> {
                     .push(" = ")
                     .bind(Slot::Entitlement, self.mcast(e))
                     .push(")");
+            }
+            StmtKind::AddMemberships(n) => {
+                // One statement for many rows: the rows as a derived table
+                // (a UNION ALL of one-row selects, which every dialect
+                // reads), each key cast once for the accounts table and once
+                // for the memberships table, as the one-row statement does.
+                let m = self.settings.memberships.as_ref()?;
+                let (a, e) = (&m.account_column, &m.entitlement_column);
+                let mt = d.table(&m.table);
+                let key = &self.settings.key_column;
+                sql.push("INSERT INTO ")
+                    .push(&mt)
+                    .push(" (")
+                    .push(&self.q(a))
+                    .push(", ")
+                    .push(&self.q(e))
+                    .push(") SELECT tenure_v.tenure_m, tenure_v.tenure_e FROM (");
+                for i in 0..*n {
+                    sql.push(if i == 0 {
+                        "SELECT "
+                    } else {
+                        " UNION ALL SELECT "
+                    })
+                    .bind(Slot::RowKey(i), self.acast(key))
+                    .push(" AS tenure_k, ")
+                    .bind(Slot::RowKey(i), self.mcast(a))
+                    .push(" AS tenure_m, ")
+                    .bind(Slot::RowEntitlement(i), self.mcast(e))
+                    .push(" AS tenure_e")
+                    .push(d.dual());
+                }
+                sql.push(") tenure_v WHERE EXISTS (SELECT 1 FROM ")
+                    .push(&self.accounts())
+                    .push(" WHERE ")
+                    .push(&self.q(key))
+                    .push(" = tenure_v.tenure_k) AND NOT EXISTS (SELECT 1 FROM ")
+                    .push(&mt)
+                    .push(" WHERE ")
+                    .push(&self.q(a))
+                    .push(" = tenure_v.tenure_m AND ")
+                    .push(&self.q(e))
+                    .push(" = tenure_v.tenure_e)");
+            }
+            StmtKind::MissingAccounts(n) => {
+                let key = &self.settings.key_column;
+                sql.push("SELECT tenure_v.tenure_i FROM (");
+                for i in 0..*n {
+                    sql.push(if i == 0 {
+                        "SELECT "
+                    } else {
+                        " UNION ALL SELECT "
+                    })
+                    .push(&format!("'{i}' AS tenure_i, "))
+                    .bind(Slot::RowKey(i), self.acast(key))
+                    .push(" AS tenure_k")
+                    .push(d.dual());
+                }
+                sql.push(") tenure_v WHERE NOT EXISTS (SELECT 1 FROM ")
+                    .push(&self.accounts())
+                    .push(" WHERE ")
+                    .push(&self.q(key))
+                    .push(" = tenure_v.tenure_k)");
             }
             StmtKind::RemoveMembership => {
                 let m = self.settings.memberships.as_ref()?;

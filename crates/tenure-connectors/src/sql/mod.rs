@@ -70,6 +70,12 @@ const NEXT_SAVEPOINT: &str = "RELEASE SAVEPOINT tenure_op; SAVEPOINT tenure_op";
 const ROLLBACK_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT tenure_op";
 /// The savepoint a whole batch runs under first.
 const BATCH_SAVEPOINT: &str = "SAVEPOINT tenure_batch";
+/// The fewest memberships to add that are sent as one statement.
+const MIN_BULK: usize = 4;
+/// The most rows in one many-row statement (SQLite allows 500 terms in a
+/// compound select; three values per row stays far below every database's
+/// limit on bound parameters).
+const BULK_ROWS: usize = 200;
 const BATCH_ROLLBACK: &str = "ROLLBACK TO SAVEPOINT tenure_batch";
 
 /// Cap on cached statement texts per connector (distinct attribute sets).
@@ -165,6 +171,8 @@ struct BindValues<'o> {
     enabled: bool,
     repr: EnabledRepr,
     target: &'o str,
+    /// The (key, entitlement) rows of a many-row statement.
+    rows: &'o [(&'o str, &'o str)],
 }
 
 fn bind<'q>(stmt: &Stmt, v: &BindValues<'q>) -> sqlx::query::Query<'q, Any, AnyArguments> {
@@ -175,6 +183,8 @@ fn bind<'q>(stmt: &Stmt, v: &BindValues<'q>) -> sqlx::query::Query<'q, Any, AnyA
             Slot::Entitlement => q.bind(v.entitlement),
             Slot::Value(i) => q.bind(v.values.get(i).copied().unwrap_or_default()),
             Slot::Target => q.bind(v.target),
+            Slot::RowKey(i) => q.bind(v.rows.get(i).map_or("", |r| r.0)),
+            Slot::RowEntitlement(i) => q.bind(v.rows.get(i).map_or("", |r| r.1)),
             Slot::Enabled => match v.repr {
                 EnabledRepr::Int => q.bind(i64::from(v.enabled)),
                 EnabledRepr::Bool => q.bind(v.enabled),
@@ -584,6 +594,7 @@ impl SqlConnector {
             enabled: true,
             repr: loaded.schema.enabled,
             target: "",
+            rows: &[],
         };
         match prepared {
             Prepared::Create { columns, values } => {
@@ -744,6 +755,73 @@ impl SqlConnector {
             .collect()
     }
 
+    /// The run of memberships to add that starts at `start`: consecutive
+    /// operations, each a valid `add_membership`, no pair twice, at most
+    /// [`BULK_ROWS`]. Returns (index, key, entitlement) of each.
+    fn membership_run<'o>(
+        &self,
+        ops: &'o [Operation],
+        prepared: &[Result<Prepared<'o>, String>],
+        start: usize,
+    ) -> Vec<(usize, &'o str, &'o str)> {
+        let mut run: Vec<(usize, &'o str, &'o str)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (idx, (op, p)) in ops.iter().zip(prepared).enumerate().skip(start) {
+            match p {
+                Ok(Prepared::AddMembership(e)) if run.len() < BULK_ROWS => {
+                    if !seen.insert((op.account.as_str(), *e)) {
+                        break;
+                    }
+                    run.push((idx, op.account.as_str(), *e));
+                }
+                _ => break,
+            }
+        }
+        run
+    }
+
+    /// Adds these memberships with one statement (each only where the
+    /// account exists and the membership is not held yet) and returns the
+    /// positions in `run` of those whose account does not exist. When every
+    /// row was inserted, no second statement is needed.
+    async fn add_memberships(
+        &self,
+        conn: &mut AnyConnection,
+        loaded: &Loaded,
+        run: &[(usize, &str, &str)],
+    ) -> Result<std::collections::HashSet<usize>, sqlx::Error> {
+        let rows: Vec<(&str, &str)> = run.iter().map(|(_, k, e)| (*k, *e)).collect();
+        let v = BindValues {
+            key: "",
+            entitlement: "",
+            values: &[],
+            enabled: true,
+            repr: loaded.schema.enabled,
+            target: "",
+            rows: &rows,
+        };
+        let protocol = |what: &str| sqlx::Error::Protocol(format!("no statement to {what}"));
+        let insert = self
+            .statement(loaded, StmtKind::AddMemberships(rows.len()))
+            .ok_or_else(|| protocol("add memberships"))?;
+        let added = bind(&insert, &v).execute(&mut *conn).await?.rows_affected();
+        if added == rows.len() as u64 {
+            return Ok(std::collections::HashSet::new());
+        }
+        // Some were held already (fine) or have no account: ask which.
+        let check = self
+            .statement(loaded, StmtKind::MissingAccounts(rows.len()))
+            .ok_or_else(|| protocol("find missing accounts"))?;
+        let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(Arc::clone(&check.sql)));
+        for slot in &check.slots {
+            if let Slot::RowKey(i) = *slot {
+                q = q.bind(rows.get(i).map_or("", |r| r.0));
+            }
+        }
+        let missing = q.fetch_all(&mut *conn).await?;
+        Ok(missing.iter().filter_map(|i| i.parse().ok()).collect())
+    }
+
     /// Runs the batch without savepoints. `Ok(None)` when a database error
     /// occurred and everything was rolled back to the batch savepoint (the
     /// caller then runs the batch again, operation by operation).
@@ -757,12 +835,44 @@ impl SqlConnector {
         if let Err(e) = sqlx::raw_sql(BATCH_SAVEPOINT).execute(&mut *conn).await {
             return Err(self.broken(ops, usize::MAX, None, &Arc::new(e)));
         }
-        let mut outcome = Vec::with_capacity(ops.len());
-        for (i, (op, p)) in ops.iter().zip(prepared).enumerate() {
+        let mut outcome: Vec<Option<ConnectorError>> = Vec::with_capacity(ops.len());
+        let mut i = 0;
+        while let (Some(op), Some(p)) = (ops.get(i), prepared.get(i)) {
+            // A run of memberships to add: many rows per statement, in order
+            // with the rest of the batch.
+            let run = self.membership_run(ops, prepared, i);
+            if run.len() >= MIN_BULK {
+                match self.add_memberships(conn, loaded, &run).await {
+                    Ok(missing) => {
+                        for (n, (idx, key, _)) in run.iter().enumerate() {
+                            let op = &ops[*idx];
+                            outcome.push(missing.contains(&n).then(|| {
+                                self.rejected(
+                                    op,
+                                    format!(
+                                        "no account {key:?} in table {} (a membership needs an account)",
+                                        self.settings.accounts_table
+                                    ),
+                                )
+                            }));
+                        }
+                        i += run.len();
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::debug!(system = %self.system, error = %e, "adding memberships many at a time failed; running the batch again one by one");
+                        if let Err(e2) = sqlx::raw_sql(BATCH_ROLLBACK).execute(&mut *conn).await {
+                            return Err(self.broken(ops, i, None, &Arc::new(e2)));
+                        }
+                        return Ok(None);
+                    }
+                }
+            }
             let p = match p {
                 Ok(p) => p,
                 Err(reason) => {
                     outcome.push(Some(self.rejected(op, reason.clone())));
+                    i += 1;
                     continue;
                 }
             };
@@ -785,6 +895,7 @@ impl SqlConnector {
                     return Ok(None);
                 }
             }
+            i += 1;
         }
         Ok(Some(outcome))
     }

@@ -82,4 +82,5 @@ suite!(
     commit_failure_fails_every_operation,
     lock_timeout_is_transient_and_fails_alone,
     archive_transfers_data_to_the_manager,
+    memberships_added_many_at_a_time,
 );

@@ -895,3 +895,73 @@ pub async fn archive_transfers_data_to_the_manager(db: TestDb) {
             .contains("transfer_table")
     );
 }
+
+/// Runs of memberships to add go many rows per statement: the outcome is the
+/// same as one by one. Held ones are fine, one whose account is missing is
+/// refused alone (and changes nothing), hostile values are stored verbatim,
+/// and a run follows the operations before it in the batch.
+pub async fn memberships_added_many_at_a_time(db: TestDb) {
+    db.app_schema().await;
+    let c = db.connector(&db.system(|_| {})).await;
+    let hostile = "x'); DROP TABLE user_groups; --";
+    all_ok(&c.apply(&[create_full("erin"), add("erin", "g0")]).await);
+    let mut batch = vec![create_full("fay"), create_full(hostile)];
+    // A run: held already, new ones, a missing account, the same pair twice.
+    batch.push(add("erin", "g0"));
+    for g in 1..=5 {
+        batch.push(add("erin", &format!("g{g}")));
+        batch.push(add("fay", &format!("g{g}")));
+    }
+    batch.push(add("nobody", "g1"));
+    batch.push(add(hostile, hostile));
+    batch.push(add("fay", "g1"));
+    batch.push(add("fay", "g9"));
+    let results = c.apply(&batch).await;
+    assert_eq!(results.len(), batch.len());
+    for (i, r) in results.iter().enumerate() {
+        if batch[i].account.as_str() == "nobody" {
+            let e = r.as_ref().unwrap_err();
+            assert!(matches!(e, ConnectorError::Rejected { .. }), "{e}");
+            assert!(
+                e.to_string().contains("a membership needs an account"),
+                "{e}"
+            );
+        } else {
+            assert!(
+                r.is_ok(),
+                "operation {i} ({:?}) failed: {r:?}",
+                batch[i].action
+            );
+        }
+    }
+    let mut expected: Vec<(String, String)> = (0..=5)
+        .map(|g| ("erin".to_owned(), format!("g{g}")))
+        .chain((1..=5).map(|g| ("fay".to_owned(), format!("g{g}"))))
+        .chain([
+            ("fay".to_owned(), "g9".to_owned()),
+            (hostile.to_owned(), hostile.to_owned()),
+        ])
+        .collect();
+    expected.sort();
+    assert_eq!(db.memberships().await, expected);
+    // A replay changes nothing and fails nothing but the missing account.
+    let again = c.apply(&batch).await;
+    assert_eq!(
+        again.iter().filter(|r| r.is_err()).count(),
+        1,
+        "only the missing account: {again:?}"
+    );
+    assert_eq!(db.memberships().await, expected);
+    // A long run (over one statement's rows) for one account each.
+    let many: Vec<_> = (0..450).map(|i| create_full(&format!("u{i:03}"))).collect();
+    all_ok(&c.apply(&many).await);
+    let adds: Vec<_> = (0..450).map(|i| add(&format!("u{i:03}"), "big")).collect();
+    all_ok(&c.apply(&adds).await);
+    let big = db
+        .memberships()
+        .await
+        .into_iter()
+        .filter(|(_, g)| g == "big")
+        .count();
+    assert_eq!(big, 450);
+}
