@@ -139,7 +139,13 @@ pub async fn plan(engine: &Engine, total_s: f64) -> Result<Value> {
 
     // Engine::plan leaves out what is already queued.
     let (t, p) = (Instant::now(), Probe::start());
-    let pending = engine.store.pending_keys().await?;
+    let pending: std::collections::BTreeSet<String> = engine
+        .store
+        .pending_operations(None)
+        .await?
+        .into_iter()
+        .map(|p| p.key)
+        .collect();
     let mut operations: Vec<_> = d.operations.iter().collect();
     if !pending.is_empty() {
         operations.retain(|o| !pending.contains(&o.key()));
@@ -201,7 +207,9 @@ pub async fn plan(engine: &Engine, total_s: f64) -> Result<Value> {
         ),
         step_mem("tenure_core::plan::diff", diff_s, diff_m),
         step_mem(
-            &format!("store.pending_keys() ({pending_n} not done) + leaving out queued operations"),
+            &format!(
+                "store.pending_operations() ({pending_n} not done) + leaving out queued operations"
+            ),
             pending_s,
             pending_m,
         ),

@@ -485,7 +485,8 @@ pub(crate) async fn remind(engine: &Engine, people: &[Identity]) -> Result<(), E
     let everyone = people.len() > 10_000;
     let ids: Vec<tenure_core::IdentityId> = people.iter().map(|i| i.id().clone()).collect();
     let of = (!everyone).then_some(ids.as_slice());
-    let wanted: std::collections::HashSet<&tenure_core::IdentityId> = ids.iter().collect();
+    let by_id: std::collections::HashMap<&tenure_core::IdentityId, &Identity> =
+        people.iter().map(|i| (i.id(), i)).collect();
     let when = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
     let mut notices = Vec::new();
     let ending = engine.store.grants_ending(of, now, now + window).await?;
@@ -498,7 +499,7 @@ pub(crate) async fn remind(engine: &Engine, people: &[Identity]) -> Result<(), E
         (NoticeKind::Expired, ended),
     ] {
         for g in grants {
-            let (Some(until), true) = (g.grant.valid_until, wanted.contains(&g.grant.identity))
+            let (Some(until), Some(holder)) = (g.grant.valid_until, by_id.get(&g.grant.identity))
             else {
                 continue;
             };
@@ -519,12 +520,7 @@ pub(crate) async fn remind(engine: &Engine, people: &[Identity]) -> Result<(), E
                 ),
             };
             let key = format!("grant-{}-{}", g.id, until.timestamp());
-            if let Some(n) = engine
-                .person_notice(kind, &g.grant.identity, &key, detail)
-                .await
-            {
-                notices.push(n);
-            }
+            notices.push(engine.identity_notice(kind, holder, &key, detail).await);
         }
     }
     for i in people {
@@ -538,17 +534,11 @@ pub(crate) async fn remind(engine: &Engine, people: &[Identity]) -> Result<(), E
             continue;
         }
         let detail = format!("the end date {end} comes: every account and access ends then");
-        if let Some(n) = engine
-            .person_notice(
-                NoticeKind::ExpiryUpcoming,
-                i.id(),
-                &format!("end-{end}"),
-                detail,
-            )
-            .await
-        {
-            notices.push(n);
-        }
+        notices.push(
+            engine
+                .identity_notice(NoticeKind::ExpiryUpcoming, i, &format!("end-{end}"), detail)
+                .await,
+        );
     }
     engine.notify(notices).await;
     Ok(())

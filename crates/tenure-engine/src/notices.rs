@@ -71,14 +71,28 @@ impl Engine {
             Ok(Some(i)) => i,
             _ => return None,
         };
-        Some(Notice {
-            id: format!("{}:{id}:{event_key}", kind.as_str()),
+        Some(
+            self.identity_notice(kind, &identity, event_key, detail)
+                .await,
+        )
+    }
+
+    /// A notice about one person already read.
+    pub async fn identity_notice(
+        &self,
+        kind: NoticeKind,
+        identity: &Identity,
+        event_key: &str,
+        detail: String,
+    ) -> Notice {
+        Notice {
+            id: format!("{}:{}:{event_key}", kind.as_str(), identity.id()),
             kind,
-            identity: Some(self.notice_identity(&identity).await),
+            identity: Some(self.notice_identity(identity).await),
             system: None,
             detail,
             at: self.clock.now(),
-        })
+        }
     }
 
     /// A notice about one system.

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::Duration;
 use tenure_core::audit::AuditEvent;
@@ -888,44 +888,6 @@ impl Store {
             .rows_affected();
         }
         Ok(n)
-    }
-
-    /// The idempotency keys of every operation not done yet (queued, waiting
-    /// for another, running, or failed): a new plan leaves these out, so the
-    /// same change is never queued twice.
-    pub async fn pending_keys(&self) -> Result<BTreeSet<String>, StoreError> {
-        let keys: Vec<String> =
-            sqlx::query_scalar("SELECT idempotency_key FROM operations WHERE state <> 'done'")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.db_err("reading the keys of pending operations", e))?;
-        Ok(keys.into_iter().collect())
-    }
-
-    /// The idempotency keys of the operations of these identities that are
-    /// not done yet (through the identity index: what an incremental plan
-    /// checks, without reading every operation).
-    pub async fn pending_keys_of(
-        &self,
-        identities: &[IdentityId],
-    ) -> Result<BTreeSet<String>, StoreError> {
-        let mut out = BTreeSet::new();
-        for chunk in identities.chunks(500) {
-            let sql = format!(
-                "SELECT idempotency_key FROM operations WHERE identity IN ({}) AND state <> 'done'",
-                crate::sql::placeholders(self.dialect, chunk.len(), 1)
-            );
-            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
-            for id in chunk {
-                q = q.bind(id.as_str());
-            }
-            out.extend(
-                q.fetch_all(&self.pool)
-                    .await
-                    .map_err(|e| self.db_err("reading the keys of pending operations", e))?,
-            );
-        }
-        Ok(out)
     }
 
     /// A stored plan, with its operations in order.
