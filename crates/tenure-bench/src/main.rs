@@ -95,6 +95,10 @@ impl Args {
 /// The line before a child's JSON result on its standard output.
 const RESULT_MARKER: &str = "TENURE-BENCH-RESULT";
 
+/// The allocator the `tenure` binary uses, so that memory is measured as it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let args = Args::parse();
     if let Some(backend) = args.child {

@@ -40,6 +40,38 @@ pub fn correlate(
     desired: &DesiredState,
     rule: Option<&CorrelationConfig>,
 ) -> Correlation {
+    let keys: Vec<(&IdentityId, &AccountKey)> = desired
+        .identities
+        .iter()
+        .filter_map(|(id, d)| match d.systems.get(system) {
+            Some(Desired::Account(a)) => Some((id, &a.key)),
+            _ => None,
+        })
+        .collect();
+    correlate_keys(system, accounts, stored_links, identities, &keys, rule)
+}
+
+/// Whether correlating this system's accounts needs the keys identities'
+/// accounts would get: only when an account is not linked yet.
+pub fn needs_keys(system: &SystemId, accounts: &SystemAccounts, stored_links: &[Link]) -> bool {
+    let linked: BTreeSet<&AccountKey> = stored_links
+        .iter()
+        .filter(|l| &l.system == system)
+        .map(|l| &l.account)
+        .collect();
+    accounts.accounts.keys().any(|k| !linked.contains(k))
+}
+
+/// [`correlate`], given only what correlation needs of desired state: the
+/// key of each identity's desired account on this system.
+pub fn correlate_keys(
+    system: &SystemId,
+    accounts: &SystemAccounts,
+    stored_links: &[Link],
+    identities: &[Identity],
+    keys: &[(&IdentityId, &AccountKey)],
+    rule: Option<&CorrelationConfig>,
+) -> Correlation {
     let mut out = Correlation::default();
     let mut linked_accounts: BTreeSet<&AccountKey> = BTreeSet::new();
     let mut linked_identities: BTreeSet<&IdentityId> = BTreeSet::new();
@@ -68,10 +100,8 @@ pub fn correlate(
         }
     }
     let mut by_key: HashMap<String, Vec<&IdentityId>> = HashMap::new();
-    for (id, d) in &desired.identities {
-        if let Some(Desired::Account(a)) = d.systems.get(system) {
-            by_key.entry(norm(a.key.as_str())).or_default().push(id);
-        }
+    for (id, key) in keys {
+        by_key.entry(norm(key.as_str())).or_default().push(id);
     }
 
     let mut candidates: BTreeMap<&AccountKey, BTreeSet<&IdentityId>> = BTreeMap::new();

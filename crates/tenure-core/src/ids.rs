@@ -6,6 +6,7 @@
 //! identifiers (systems, roles, rules, sources) are further restricted to a
 //! slug alphabet so that they are safe in file names, URLs and log lines.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -76,12 +77,12 @@ macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $check:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        #[serde(try_from = "CompactString", into = "CompactString")]
+        pub struct $name(CompactString);
 
         impl $name {
             /// Parses an identifier, rejecting empty, over-long or ill-formed values.
-            pub fn new(s: impl Into<String>) -> Result<Self, IdError> {
+            pub fn new(s: impl Into<CompactString>) -> Result<Self, IdError> {
                 let s = s.into();
                 $check($kind, &s)?;
                 Ok(Self(s))
@@ -89,11 +90,17 @@ macro_rules! id_type {
             /// For identifiers written in Tenure's own code, known to be valid.
             #[allow(dead_code)]
             pub(crate) fn from_static(s: &'static str) -> Self {
-                Self(s.to_owned())
+                Self(CompactString::const_new(s))
             }
             /// The identifier as text.
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+        }
+        impl TryFrom<CompactString> for $name {
+            type Error = IdError;
+            fn try_from(s: CompactString) -> Result<Self, IdError> {
+                Self::new(s)
             }
         }
         impl TryFrom<String> for $name {
@@ -102,9 +109,14 @@ macro_rules! id_type {
                 Self::new(s)
             }
         }
+        impl From<$name> for CompactString {
+            fn from(v: $name) -> CompactString {
+                v.0
+            }
+        }
         impl From<$name> for String {
             fn from(v: $name) -> String {
-                v.0
+                v.0.into_string()
             }
         }
         impl fmt::Display for $name {

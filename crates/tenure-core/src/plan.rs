@@ -447,286 +447,420 @@ pub struct Diff {
 
 /// Compares desired with actual state and lists the operations that close the gap.
 pub fn diff(input: &DiffInput<'_>) -> Diff {
-    let mut out = Diff::default();
-    // (system, identity) -> linked account keys
-    let mut linked: BTreeMap<(&SystemId, &IdentityId), Vec<&AccountKey>> = BTreeMap::new();
-    let mut owner: BTreeMap<(&SystemId, &AccountKey), &IdentityId> = BTreeMap::new();
-    for l in input.links {
-        linked
-            .entry((&l.system, &l.identity))
-            .or_default()
-            .push(&l.account);
-        owner.insert((&l.system, &l.account), &l.identity);
+    let mut differ = Differ::new(input.systems, input.actual, input.links);
+    differ.add(input.desired, input.desired);
+    differ.finish()
+}
+
+/// [`diff`] a slice of identities at a time, so that only one slice's
+/// desired state is ever held: slices given in identity order make exactly
+/// the plan [`diff`] makes of them all at once (operations by system, then
+/// identity, then account; each system's orphans after its identities).
+pub struct Differ<'a> {
+    systems: &'a BTreeMap<SystemId, SystemInfo>,
+    actual: &'a ActualState,
+    /// (system, identity) -> linked account keys.
+    linked: BTreeMap<(&'a SystemId, &'a IdentityId), Vec<&'a AccountKey>>,
+    /// (system, account) -> its identity.
+    owner: BTreeMap<(&'a SystemId, &'a AccountKey), &'a IdentityId>,
+    /// Per system: the keys this plan creates there, and for whom.
+    creating: BTreeMap<&'a SystemId, BTreeMap<AccountKey, IdentityId>>,
+    /// Per system: its operations so far, in plan order.
+    operations: BTreeMap<&'a SystemId, Vec<Operation>>,
+    findings: Vec<Finding>,
+    /// Every identity seen (evaluated or skipped): their linked accounts are not orphans.
+    known: std::collections::HashSet<IdentityId>,
+}
+
+impl<'a> Differ<'a> {
+    /// Starts a plan over these systems, what they hold and the links in force.
+    pub fn new(
+        systems: &'a BTreeMap<SystemId, SystemInfo>,
+        actual: &'a ActualState,
+        links: &'a [Link],
+    ) -> Self {
+        let mut linked: BTreeMap<(&SystemId, &IdentityId), Vec<&AccountKey>> = BTreeMap::new();
+        let mut owner: BTreeMap<(&SystemId, &AccountKey), &IdentityId> = BTreeMap::new();
+        for l in links {
+            linked
+                .entry((&l.system, &l.identity))
+                .or_default()
+                .push(&l.account);
+            owner.insert((&l.system, &l.account), &l.identity);
+        }
+        // The plan must not depend on the order links were given in.
+        for keys in linked.values_mut() {
+            keys.sort();
+            keys.dedup();
+        }
+        Differ {
+            systems,
+            actual,
+            linked,
+            owner,
+            creating: BTreeMap::new(),
+            operations: systems.keys().map(|s| (s, Vec::new())).collect(),
+            findings: Vec::new(),
+            known: std::collections::HashSet::new(),
+        }
     }
-    // The plan must not depend on the order links were given in.
-    for keys in linked.values_mut() {
-        keys.sort();
-        keys.dedup();
+
+    /// Plans for the identities of `desired` (a slice: after those of every
+    /// earlier slice in identity order). `context` is where a leaver's
+    /// manager's desired state is looked up when the manager is not in the
+    /// slice (it may be `desired` itself, or hold the managers only).
+    pub fn add(&mut self, desired: &DesiredState, context: &DesiredState) {
+        self.known.extend(desired.identities.keys().cloned());
+        self.known.extend(desired.skipped.iter().cloned());
+        let empty = Default::default();
+        for (system, info) in self.systems {
+            let accounts = self.actual.systems.get(system).unwrap_or(&empty);
+            let mut out = Diff {
+                operations: self.operations.remove(system).unwrap_or_default(),
+                findings: std::mem::take(&mut self.findings),
+            };
+            let creating = self.creating.entry(system).or_default();
+            let lookup = Lookup {
+                desired,
+                context,
+                linked: &self.linked,
+            };
+            for (identity, desired_identity) in &desired.identities {
+                plan_identity(
+                    &mut out,
+                    &lookup,
+                    &self.owner,
+                    creating,
+                    system,
+                    info,
+                    accounts,
+                    identity,
+                    desired_identity,
+                );
+            }
+            self.operations.insert(system, out.operations);
+            self.findings = out.findings;
+        }
     }
-    let empty = Default::default();
-    for (system, info) in input.systems {
-        let accounts = input.actual.systems.get(system).unwrap_or(&empty);
-        let caps = info.capabilities;
-        // Keys this plan creates on this system, and for whom.
-        let mut creating: BTreeMap<AccountKey, &IdentityId> = BTreeMap::new();
-        for (identity, desired_identity) in &input.desired.identities {
-            let keys = linked.get(&(system, identity)).cloned().unwrap_or_default();
-            let desired = desired_identity.on(system);
-            match desired.as_ref() {
-                Desired::Account(d) => {
-                    let existing = keys.iter().find_map(|k| accounts.accounts.get(*k));
-                    match existing {
-                        None => {
-                            if let Some(holder) = owner
-                                .get(&(system, &d.key))
-                                .or_else(|| creating.get(&d.key))
-                                && *holder != identity
-                            {
-                                out.findings.push(Finding::KeyConflict {
-                                    system: system.clone(),
-                                    account: d.key.clone(),
-                                    wanted_by: identity.clone(),
-                                    held_by: (*holder).clone(),
-                                });
-                                continue;
-                            }
-                            if accounts.accounts.contains_key(&d.key) {
-                                // The key is taken by an account linked to nobody (correlation
-                                // found it ambiguous): creating it would fail or take the
-                                // account over, so it is left for an operator.
-                                out.findings.push(Finding::Unsupported {
-                                    system: system.clone(),
-                                    message: format!(
-                                        "{identity} needs account {}, which exists but is linked to no identity; not created",
-                                        d.key
-                                    ),
-                                });
-                                continue;
-                            }
-                            if !caps.create {
-                                out.findings.push(Finding::Unsupported {
-                                    system: system.clone(),
-                                    message: format!(
-                                        "{identity} needs an account but the system cannot create accounts"
-                                    ),
-                                });
-                                continue;
-                            }
-                            creating.insert(d.key.clone(), identity);
+
+    /// Adds each system's orphans (accounts linked to no identity seen) and
+    /// returns the plan's operations and sorted findings.
+    pub fn finish(self) -> Diff {
+        let Differ {
+            systems,
+            actual,
+            owner,
+            mut operations,
+            findings,
+            known,
+            ..
+        } = self;
+        let mut out = Diff {
+            operations: Vec::with_capacity(operations.values().map(Vec::len).sum()),
+            findings,
+        };
+        let empty = Default::default();
+        for (system, info) in systems {
+            out.operations
+                .append(&mut operations.remove(system).unwrap_or_default());
+            let accounts = actual.systems.get(system).unwrap_or(&empty);
+            orphans(&mut out, &owner, &known, system, info, accounts);
+        }
+        out.findings.sort();
+        out
+    }
+}
+
+/// What [`archive`] looks up beyond the leaver's own account.
+struct Lookup<'d, 'a> {
+    desired: &'d DesiredState,
+    context: &'d DesiredState,
+    linked: &'d BTreeMap<(&'a SystemId, &'a IdentityId), Vec<&'a AccountKey>>,
+}
+
+impl Lookup<'_, '_> {
+    fn desired(&self, id: &IdentityId) -> Option<&crate::state::DesiredIdentity> {
+        self.desired
+            .identities
+            .get(id)
+            .or_else(|| self.context.identities.get(id))
+    }
+}
+
+/// The operations one identity's desired state on one system needs.
+#[allow(clippy::too_many_arguments)]
+fn plan_identity(
+    out: &mut Diff,
+    lookup: &Lookup<'_, '_>,
+    owner: &BTreeMap<(&SystemId, &AccountKey), &IdentityId>,
+    creating: &mut BTreeMap<AccountKey, IdentityId>,
+    system: &SystemId,
+    info: &SystemInfo,
+    accounts: &crate::state::SystemAccounts,
+    identity: &IdentityId,
+    desired_identity: &crate::state::DesiredIdentity,
+) {
+    let caps = info.capabilities;
+    let linked = lookup.linked;
+    let keys = linked.get(&(system, identity)).cloned().unwrap_or_default();
+    let desired = desired_identity.on(system);
+    match desired.as_ref() {
+        Desired::Account(d) => {
+            let existing = keys.iter().find_map(|k| accounts.accounts.get(*k));
+            match existing {
+                None => {
+                    if let Some(holder) = owner
+                        .get(&(system, &d.key))
+                        .copied()
+                        .or_else(|| creating.get(&d.key))
+                        && holder != identity
+                    {
+                        out.findings.push(Finding::KeyConflict {
+                            system: system.clone(),
+                            account: d.key.clone(),
+                            wanted_by: identity.clone(),
+                            held_by: holder.clone(),
+                        });
+                        return;
+                    }
+                    if accounts.accounts.contains_key(&d.key) {
+                        // The key is taken by an account linked to nobody (correlation
+                        // found it ambiguous): creating it would fail or take the
+                        // account over, so it is left for an operator.
+                        out.findings.push(Finding::Unsupported {
+                            system: system.clone(),
+                            message: format!(
+                                "{identity} needs account {}, which exists but is linked to no identity; not created",
+                                d.key
+                            ),
+                        });
+                        return;
+                    }
+                    if !caps.create {
+                        out.findings.push(Finding::Unsupported {
+                            system: system.clone(),
+                            message: format!(
+                                "{identity} needs an account but the system cannot create accounts"
+                            ),
+                        });
+                        return;
+                    }
+                    creating.insert(d.key.clone(), identity.clone());
+                    push(
+                        out,
+                        system,
+                        identity,
+                        &d.key,
+                        Action::CreateAccount {
+                            attributes: d.attributes.clone(),
+                        },
+                        d.reasons.clone(),
+                    );
+                    if caps.memberships {
+                        for (e, why) in &d.entitlements {
                             push(
-                                &mut out,
+                                out,
                                 system,
                                 identity,
                                 &d.key,
-                                Action::CreateAccount {
-                                    attributes: d.attributes.clone(),
+                                Action::AddMembership {
+                                    entitlement: e.clone(),
                                 },
-                                d.reasons.clone(),
+                                why.clone(),
                             );
-                            if caps.memberships {
-                                for (e, why) in &d.entitlements {
-                                    push(
-                                        &mut out,
-                                        system,
-                                        identity,
-                                        &d.key,
-                                        Action::AddMembership {
-                                            entitlement: e.clone(),
-                                        },
-                                        why.clone(),
-                                    );
-                                }
-                            }
-                        }
-                        Some(acct) => {
-                            if caps.disable && !acct.enabled {
-                                push(
-                                    &mut out,
-                                    system,
-                                    identity,
-                                    &acct.key,
-                                    Action::EnableAccount,
-                                    d.reasons.clone(),
-                                );
-                            }
-                            let changes: BTreeMap<String, AttributeChange> = d
-                                .attributes
-                                .iter()
-                                .filter(|(k, v)| acct.attributes.get(*k) != Some(*v))
-                                .map(|(k, v)| {
-                                    (
-                                        k.clone(),
-                                        AttributeChange {
-                                            before: acct.attributes.get(k).cloned(),
-                                            after: v.clone(),
-                                        },
-                                    )
-                                })
-                                .collect();
-                            if !changes.is_empty() && caps.update {
-                                push(
-                                    &mut out,
-                                    system,
-                                    identity,
-                                    &acct.key,
-                                    Action::UpdateAccount { changes },
-                                    vec![Reason::Mapping],
-                                );
-                            }
-                            if caps.memberships {
-                                for (e, why) in &d.entitlements {
-                                    if !acct.entitlements.contains(e) {
-                                        push(
-                                            &mut out,
-                                            system,
-                                            identity,
-                                            &acct.key,
-                                            Action::AddMembership {
-                                                entitlement: e.clone(),
-                                            },
-                                            why.clone(),
-                                        );
-                                    }
-                                }
-                                for e in &acct.entitlements {
-                                    if info.entitlements.contains(e)
-                                        && !d.entitlements.contains_key(e)
-                                    {
-                                        push(
-                                            &mut out,
-                                            system,
-                                            identity,
-                                            &acct.key,
-                                            Action::RemoveMembership {
-                                                entitlement: e.clone(),
-                                            },
-                                            vec![Reason::NotJustified],
-                                        );
-                                    }
-                                }
-                            }
                         }
                     }
                 }
-                Desired::Restricted {
-                    keep_entitlements,
-                    reasons,
-                } => {
-                    for key in &keys {
-                        let Some(acct) = accounts.accounts.get(*key) else {
-                            continue;
-                        };
-                        // A system that cannot disable deletes instead: the
-                        // data is archived before the account goes.
-                        if !caps.disable {
-                            archive(&mut out, input, &linked, system, info, identity, acct);
-                        }
-                        restrict(
-                            &mut out,
+                Some(acct) => {
+                    if caps.disable && !acct.enabled {
+                        push(
+                            out,
                             system,
-                            info,
                             identity,
-                            acct,
-                            *keep_entitlements,
-                            reasons,
+                            &acct.key,
+                            Action::EnableAccount,
+                            d.reasons.clone(),
                         );
-                        if caps.disable {
-                            archive(&mut out, input, &linked, system, info, identity, acct);
-                        }
                     }
-                }
-                Desired::Absent { reasons } => {
-                    for key in &keys {
-                        let Some(acct) = accounts.accounts.get(*key) else {
-                            continue;
-                        };
-                        if caps.delete {
-                            // Data is archived before the account that holds it goes.
-                            archive(&mut out, input, &linked, system, info, identity, acct);
-                            push(
-                                &mut out,
-                                system,
-                                identity,
-                                &acct.key,
-                                Action::DeleteAccount,
-                                reasons.clone(),
-                            );
-                        } else {
-                            out.findings.push(Finding::Unsupported {
-                                system: system.clone(),
-                                message: format!(
-                                    "cannot delete {}'s account {}; disabling and stripping it instead",
-                                    identity, acct.key
-                                ),
-                            });
-                            restrict(&mut out, system, info, identity, acct, false, reasons);
-                            archive(&mut out, input, &linked, system, info, identity, acct);
+                    let changes: BTreeMap<String, AttributeChange> = d
+                        .attributes
+                        .iter()
+                        .filter(|(k, v)| acct.attributes.get(*k) != Some(*v))
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                AttributeChange {
+                                    before: acct.attributes.get(k).cloned(),
+                                    after: v.clone(),
+                                },
+                            )
+                        })
+                        .collect();
+                    if !changes.is_empty() && caps.update {
+                        push(
+                            out,
+                            system,
+                            identity,
+                            &acct.key,
+                            Action::UpdateAccount { changes },
+                            vec![Reason::Mapping],
+                        );
+                    }
+                    if caps.memberships {
+                        for (e, why) in &d.entitlements {
+                            if !acct.entitlements.contains(e) {
+                                push(
+                                    out,
+                                    system,
+                                    identity,
+                                    &acct.key,
+                                    Action::AddMembership {
+                                        entitlement: e.clone(),
+                                    },
+                                    why.clone(),
+                                );
+                            }
+                        }
+                        for e in &acct.entitlements {
+                            if info.entitlements.contains(e) && !d.entitlements.contains_key(e) {
+                                push(
+                                    out,
+                                    system,
+                                    identity,
+                                    &acct.key,
+                                    Action::RemoveMembership {
+                                        entitlement: e.clone(),
+                                    },
+                                    vec![Reason::NotJustified],
+                                );
+                            }
                         }
                     }
                 }
             }
         }
-        // Linked accounts whose identity policy does not know (removed from the
-        // store) and accounts linked to nobody are orphans.
-        for (key, acct) in &accounts.accounts {
-            let known = owner.get(&(system, key)).is_some_and(|id| {
-                input.desired.identities.contains_key(*id) || input.desired.skipped.contains(*id)
-            });
-            if known {
-                continue;
-            }
-            out.findings.push(Finding::Orphan {
-                system: system.clone(),
-                account: key.clone(),
-            });
-            match info.orphans {
-                OrphanPolicy::Report => {}
-                OrphanPolicy::Disable => {
-                    if caps.disable && acct.enabled {
-                        out.operations.push(Operation {
-                            system: system.clone(),
-                            identity: None,
-                            account: key.clone(),
-                            action: Action::DisableAccount,
-                            reasons: vec![Reason::Orphan],
-                        });
-                    }
+        Desired::Restricted {
+            keep_entitlements,
+            reasons,
+        } => {
+            for key in &keys {
+                let Some(acct) = accounts.accounts.get(*key) else {
+                    return;
+                };
+                // A system that cannot disable deletes instead: the
+                // data is archived before the account goes.
+                if !caps.disable {
+                    archive(out, lookup, system, info, identity, acct);
                 }
-                OrphanPolicy::Delete => {
-                    if caps.delete {
-                        out.operations.push(Operation {
-                            system: system.clone(),
-                            identity: None,
-                            account: key.clone(),
-                            action: Action::DeleteAccount,
-                            reasons: vec![Reason::Orphan],
-                        });
-                    }
+                restrict(
+                    out,
+                    system,
+                    info,
+                    identity,
+                    acct,
+                    *keep_entitlements,
+                    reasons,
+                );
+                if caps.disable {
+                    archive(out, lookup, system, info, identity, acct);
+                }
+            }
+        }
+        Desired::Absent { reasons } => {
+            for key in &keys {
+                let Some(acct) = accounts.accounts.get(*key) else {
+                    return;
+                };
+                if caps.delete {
+                    // Data is archived before the account that holds it goes.
+                    archive(out, lookup, system, info, identity, acct);
+                    push(
+                        out,
+                        system,
+                        identity,
+                        &acct.key,
+                        Action::DeleteAccount,
+                        reasons.clone(),
+                    );
+                } else {
+                    out.findings.push(Finding::Unsupported {
+                        system: system.clone(),
+                        message: format!(
+                            "cannot delete {}'s account {}; disabling and stripping it instead",
+                            identity, acct.key
+                        ),
+                    });
+                    restrict(out, system, info, identity, acct, false, reasons);
+                    archive(out, lookup, system, info, identity, acct);
                 }
             }
         }
     }
-    out.findings.sort();
-    out
+}
+
+/// Accounts linked to no identity seen (removed from the store) or to nobody:
+/// orphans, reported, and acted on as the system's orphan policy says.
+fn orphans(
+    out: &mut Diff,
+    owner: &BTreeMap<(&SystemId, &AccountKey), &IdentityId>,
+    known: &std::collections::HashSet<IdentityId>,
+    system: &SystemId,
+    info: &SystemInfo,
+    accounts: &crate::state::SystemAccounts,
+) {
+    let caps = info.capabilities;
+    // Linked accounts whose identity policy does not know (removed from the
+    // store) and accounts linked to nobody are orphans.
+    for (key, acct) in &accounts.accounts {
+        if owner
+            .get(&(system, key))
+            .is_some_and(|id| known.contains(*id))
+        {
+            continue;
+        }
+        out.findings.push(Finding::Orphan {
+            system: system.clone(),
+            account: key.clone(),
+        });
+        match info.orphans {
+            OrphanPolicy::Report => {}
+            OrphanPolicy::Disable => {
+                if caps.disable && acct.enabled {
+                    out.operations.push(Operation {
+                        system: system.clone(),
+                        identity: None,
+                        account: key.clone(),
+                        action: Action::DisableAccount,
+                        reasons: vec![Reason::Orphan],
+                    });
+                }
+            }
+            OrphanPolicy::Delete => {
+                if caps.delete {
+                    out.operations.push(Operation {
+                        system: system.clone(),
+                        identity: None,
+                        account: key.clone(),
+                        action: Action::DeleteAccount,
+                        reasons: vec![Reason::Orphan],
+                    });
+                }
+            }
+        }
+    }
 }
 
 /// Archives a leaver's data on one account when an archive is due there and
 /// not done yet; says why when it cannot be.
 fn archive(
     out: &mut Diff,
-    input: &DiffInput<'_>,
-    linked: &BTreeMap<(&SystemId, &IdentityId), Vec<&AccountKey>>,
+    lookup: &Lookup<'_, '_>,
     system: &SystemId,
     info: &SystemInfo,
     identity: &IdentityId,
     acct: &crate::state::Account,
 ) {
-    let Some(request) = input
-        .desired
-        .identities
-        .get(identity)
-        .and_then(|d| d.archive.get(system))
-    else {
+    let Some(request) = lookup.desired(identity).and_then(|d| d.archive.get(system)) else {
         return;
     };
     let caps = info.capabilities;
@@ -768,16 +902,11 @@ fn archive(
         };
         // The manager's linked account on this system, else the account
         // policy gives them there.
-        let linked_key = linked
+        let linked_key = lookup
+            .linked
             .get(&(system, manager))
             .and_then(|keys| keys.first().copied());
-        let desired_key = || match input
-            .desired
-            .identities
-            .get(manager)
-            .map(|d| d.on(system))
-            .as_deref()
-        {
+        let desired_key = || match lookup.desired(manager).map(|d| d.on(system)).as_deref() {
             Some(Desired::Account(d)) => Some(d.key.clone()),
             _ => None,
         };

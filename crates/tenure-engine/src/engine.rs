@@ -36,7 +36,9 @@ pub struct Engine {
     pub actor: String,
     /// How long a claimed operation stays ours before another process may take it.
     pub lease: std::time::Duration,
-    /// How many operations one claim takes.
+    /// How many operations one claim takes at most (each system's lane
+    /// starts smaller and grows while its batches run fast: see
+    /// [`crate::executor::next_batch`]).
     pub batch: usize,
     /// Turns lifecycle events into notifications, when any are configured.
     pub notifier: Option<Arc<tenure_notify::Notifier>>,
@@ -237,8 +239,13 @@ impl Engine {
         // Read before the identities: whatever is saved later is planned next time.
         let upto = self.store.change_stamp().await?;
         let effective = self.effective_scope(&scope).await?;
-        let (mut obs, population) = match &effective {
-            Scope::Everyone => (Observation::read(self, progress).await?, None),
+        // Everyone's plan is made a slice of people at a time (`read_and_diff`):
+        // their desired state is never all held at once.
+        let (mut obs, population, sliced) = match &effective {
+            Scope::Everyone => {
+                let (obs, d) = Observation::read_and_diff(self, None, progress).await?;
+                (obs, None, Some(d))
+            }
             Scope::System(system) => {
                 if !self.connectors.contains_key(system) {
                     return Err(EngineError::UnknownSystem {
@@ -246,8 +253,8 @@ impl Engine {
                         known: self.connectors.keys().map(ToString::to_string).collect(),
                     });
                 }
-                let obs = Observation::read_systems(self, Some(system), progress).await?;
-                (obs, None)
+                let (obs, d) = Observation::read_and_diff(self, Some(system), progress).await?;
+                (obs, None, Some(d))
             }
             Scope::Identities(ids) => {
                 let people = self.store.identities_by_id(ids).await?;
@@ -255,7 +262,7 @@ impl Engine {
                     return Err(EngineError::UnknownIdentity(missing.clone()));
                 }
                 let obs = Observation::read_for(self, people, progress).await?;
-                (obs, Some(self.store.count_links().await?))
+                (obs, Some(self.store.count_links().await?), None)
             }
             Scope::Changed => {
                 let cursor = self.store.plan_cursor().await?;
@@ -266,21 +273,26 @@ impl Engine {
                     .await?;
                 progress.finish();
                 let obs = Observation::read_for(self, people, progress).await?;
-                (obs, Some(self.store.count_links().await?))
+                (obs, Some(self.store.count_links().await?), None)
             }
         };
         progress.start("planning", None);
-        let systems = self.policy.system_infos(&obs.capabilities);
-        let readable: BTreeMap<_, _> = systems
-            .into_iter()
-            .filter(|(id, _)| obs.actual.systems.contains_key(id))
-            .collect();
-        let d = diff(&DiffInput {
-            systems: &readable,
-            desired: &obs.desired,
-            actual: &obs.actual,
-            links: &obs.links,
-        });
+        let d = match sliced {
+            Some(d) => d,
+            None => {
+                let systems = self.policy.system_infos(&obs.capabilities);
+                let readable: BTreeMap<_, _> = systems
+                    .into_iter()
+                    .filter(|(id, _)| obs.actual.systems.contains_key(id))
+                    .collect();
+                diff(&DiffInput {
+                    systems: &readable,
+                    desired: &obs.desired,
+                    actual: &obs.actual,
+                    links: &obs.links,
+                })
+            }
+        };
         // An orphan policy never acts on an account correlation could not decide:
         // it may well be a real person's account.
         let ambiguous: std::collections::BTreeSet<(&SystemId, &tenure_core::AccountKey)> = obs

@@ -105,4 +105,10 @@ pub enum EngineError {
     /// Something else that is the caller's mistake.
     #[error("{0}")]
     Invalid(String),
+    /// A task of Tenure's own failed (a bug: it panicked or was cancelled).
+    #[error("internal error while {what}")]
+    Internal {
+        /// What was being done, and how the task ended.
+        what: String,
+    },
 }

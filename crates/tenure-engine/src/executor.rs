@@ -29,8 +29,35 @@ impl std::ops::AddAssign for ExecStats {
     }
 }
 
-/// How many operations one claim takes, by default.
-pub const BATCH: usize = 4000;
+/// How many operations one claim takes at most, by default.
+pub const BATCH: usize = 8000;
+
+/// How many operations a lane's first claim takes: later claims grow or
+/// shrink with how long a batch takes on that system ([`next_batch`]).
+pub const FIRST_BATCH: usize = 500;
+
+/// The size of a lane's next claim after a batch of `size` took `took`:
+/// doubled (up to `max`) while a batch takes under an eighth of the lease,
+/// halved (down to 1) when it takes over a quarter. A fast system soon runs
+/// big batches (fewer store transactions per operation); a slow one (a SCIM
+/// application answering a few requests a second) small ones, always done
+/// long before the lease ends, so no other process takes them over while
+/// they run.
+pub fn next_batch(
+    size: usize,
+    took: std::time::Duration,
+    lease: std::time::Duration,
+    max: usize,
+) -> usize {
+    let max = max.max(1);
+    if took > lease / 4 {
+        (size / 2).max(1)
+    } else if took < lease / 8 {
+        size.saturating_mul(2).min(max)
+    } else {
+        size.min(max)
+    }
+}
 
 /// Executes the queue.
 pub struct Executor<'a> {
@@ -245,9 +272,10 @@ impl<'a> Executor<'a> {
         progress: &dyn Progress,
     ) -> Result<ExecStats, EngineError> {
         let mut stats = ExecStats::default();
+        let mut size = FIRST_BATCH.min(self.engine.batch).max(1);
         loop {
             let limit = match self.lane_mode(system) {
-                LaneMode::Run => self.engine.batch,
+                LaneMode::Run => size,
                 LaneMode::Probe => 1,
                 LaneMode::Wait => return Ok(stats),
             };
@@ -260,7 +288,18 @@ impl<'a> Executor<'a> {
             if batch.is_empty() {
                 return Ok(stats);
             }
+            let claimed = batch.len();
+            let started = std::time::Instant::now();
             let s = self.run_batch(batch).await?;
+            // Only a full batch says how big the next may be.
+            if claimed == limit && limit == size {
+                size = next_batch(
+                    size,
+                    started.elapsed(),
+                    self.engine.lease,
+                    self.engine.batch,
+                );
+            }
             progress.advance(s.done + s.failed);
             stats += s;
         }
@@ -464,4 +503,27 @@ pub async fn lift_quarantine(
         )])
         .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_batch;
+    use std::time::Duration;
+
+    #[test]
+    fn batches_grow_on_fast_systems_and_shrink_on_slow_ones() {
+        let lease = Duration::from_secs(30);
+        let ms = Duration::from_millis;
+        // Fast: doubles up to the maximum.
+        assert_eq!(next_batch(500, ms(200), lease, 8000), 1000);
+        assert_eq!(next_batch(4000, ms(900), lease, 8000), 8000);
+        assert_eq!(next_batch(8000, ms(900), lease, 8000), 8000);
+        // Between an eighth and a quarter of the lease: kept.
+        assert_eq!(next_batch(2000, Duration::from_secs(5), lease, 8000), 2000);
+        // Slow: halved, never below one.
+        assert_eq!(next_batch(2000, Duration::from_secs(10), lease, 8000), 1000);
+        assert_eq!(next_batch(1, Duration::from_secs(60), lease, 8000), 1);
+        // A smaller maximum wins.
+        assert_eq!(next_batch(500, ms(1), lease, 300), 300);
+    }
 }

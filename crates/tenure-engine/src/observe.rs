@@ -9,9 +9,10 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::progress::Progress;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use tenure_connectors::ConnectorError;
 use tenure_core::correlate::correlate;
-use tenure_core::plan::Finding;
+use tenure_core::plan::{Diff, Differ, Finding, SystemInfo};
 use tenure_core::policy::Grant;
 use tenure_core::state::{
     AccountQuery, ActualState, Capabilities, Desired, DesiredState, SystemAccounts,
@@ -88,29 +89,7 @@ impl Observation {
         progress: &dyn Progress,
     ) -> Result<Observation, EngineError> {
         let now = engine.clock.now();
-        progress.start("reading identities", None);
-        let identities = engine.store.identities().await?;
-        let stored_links = engine.store.links().await?;
-        progress.finish();
-        let connectors: Vec<_> = engine
-            .connectors
-            .iter()
-            .filter(|(id, _)| only.is_none_or(|o| o == *id))
-            .collect();
-        progress.start("reading systems", Some(connectors.len() as u64));
-        let reads = futures::future::join_all(connectors.into_iter().map(|(id, c)| async move {
-            let r = c.read_accounts().await;
-            (id.clone(), c.capabilities(), r)
-        }))
-        .await;
-        progress.finish();
-        let mut seen = Seen::default();
-        for (id, caps, r) in reads {
-            match r {
-                Ok(accounts) => seen.read(id, caps, accounts),
-                Err(e) => seen.unreadable(id, caps, &e),
-            }
-        }
+        let (identities, stored_links, seen) = read_all(engine, only, progress).await?;
         progress.start("evaluating policy", Some(identities.len() as u64));
         let (desired, evaluation, grants) = evaluate(engine, &identities, false, now).await?;
         progress.advance(identities.len() as u64);
@@ -127,6 +106,175 @@ impl Observation {
         );
         obs.grants = grants;
         Ok(obs)
+    }
+
+    /// Reads everything, like [`Observation::read_systems`], and makes the
+    /// plan's diff a slice of identities at a time ([`Differ`]), so that only
+    /// one slice's desired state is held at once, however many people there
+    /// are (a full plan's desired state would be the biggest thing in
+    /// memory). The observation returned has no desired state.
+    ///
+    /// Correlation needs the keys everyone's accounts would get only where a
+    /// system holds an account that is not linked yet: then a first pass
+    /// evaluates everyone for those keys alone.
+    pub async fn read_and_diff(
+        engine: &Engine,
+        only: Option<&SystemId>,
+        progress: &dyn Progress,
+    ) -> Result<(Observation, Diff), EngineError> {
+        let now = engine.clock.now();
+        let (identities, stored_links, seen) = read_all(engine, only, progress).await?;
+        let grants = live_grants(engine, None, now).await?;
+        let held = held(engine).await?;
+        let policy = &engine.policy;
+
+        // Keys for correlation, where a system has accounts not linked yet.
+        let unlinked: Vec<&SystemId> = seen
+            .actual
+            .systems
+            .iter()
+            .filter(|(s, a)| tenure_core::correlate::needs_keys(s, a, &stored_links))
+            .map(|(s, _)| s)
+            .collect();
+        let mut keys: BTreeMap<SystemId, Vec<(IdentityId, AccountKey)>> = BTreeMap::new();
+        if !unlinked.is_empty() {
+            progress.start(
+                "evaluating policy for correlation",
+                Some(identities.len() as u64),
+            );
+            for slice in identities.chunks(SLICE) {
+                let (desired, _) = policy.evaluate_all(slice, &grants, now);
+                for (id, d) in desired.identities {
+                    for system in &unlinked {
+                        if let Some(Desired::Account(a)) = d.systems.get(*system) {
+                            keys.entry((*system).clone())
+                                .or_default()
+                                .push((id.clone(), a.key.clone()));
+                        }
+                    }
+                }
+                progress.advance(slice.len() as u64);
+            }
+            progress.finish();
+        }
+        let Seen {
+            actual,
+            capabilities,
+            mut findings,
+            unreadable,
+        } = seen;
+        let mut links = Vec::new();
+        let mut new_links = Vec::new();
+        let mut stale_links = Vec::new();
+        for (system, accounts) in &actual.systems {
+            let system_keys: Vec<(&IdentityId, &AccountKey)> = keys
+                .get(system)
+                .into_iter()
+                .flatten()
+                .map(|(i, k)| (i, k))
+                .collect();
+            let c = tenure_core::correlate::correlate_keys(
+                system,
+                accounts,
+                &stored_links,
+                &identities,
+                &system_keys,
+                policy.correlation(system),
+            );
+            links.extend(c.links);
+            new_links.extend(c.add);
+            stale_links.extend(c.remove);
+            findings.extend(c.findings);
+        }
+        drop(keys);
+        // Unreadable systems (and systems not read) keep their stored links untouched.
+        links.extend(
+            stored_links
+                .into_iter()
+                .filter(|l| !actual.systems.contains_key(&l.system)),
+        );
+        links.sort();
+        let index: HashMap<IdentityId, usize> = identities
+            .iter()
+            .enumerate()
+            .map(|(n, i)| (i.id().clone(), n))
+            .collect();
+        let by_identity = by_identity(grants.iter().cloned());
+
+        // The diff, a slice at a time.
+        let systems: BTreeMap<SystemId, SystemInfo> = policy
+            .system_infos(&capabilities)
+            .into_iter()
+            .filter(|(id, _)| actual.systems.contains_key(id))
+            .collect();
+        progress.start("evaluating policy", Some(identities.len() as u64));
+        // Slices are evaluated on a thread of their own while the slice
+        // before is diffed here: the two halves of the work use both cores.
+        let identities = Arc::new(identities);
+        let grants = Arc::new(grants);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let producer = {
+            let (policy, identities, grants) = (
+                Arc::clone(&engine.policy),
+                Arc::clone(&identities),
+                Arc::clone(&grants),
+            );
+            tokio::task::spawn_blocking(move || {
+                for slice in identities.chunks(SLICE) {
+                    let evaluated = policy.evaluate_all(slice, &grants, now);
+                    if tx.blocking_send((slice.len(), evaluated)).is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let mut differ = Differ::new(&systems, &actual, &links);
+        while let Some((n, (mut desired, errors))) = rx.recv().await {
+            desired.hold(&held);
+            findings.extend(errors.into_iter().map(evaluation_failed));
+            // A leaver's manager outside the slice, whose account may receive the data.
+            let mut context = DesiredState::default();
+            let managers: Vec<&IdentityId> = desired
+                .identities
+                .values()
+                .flat_map(|d| d.archive.values())
+                .filter_map(|r| r.manager.as_ref())
+                .filter(|m| !desired.identities.contains_key(*m))
+                .collect();
+            for m in managers {
+                let Some(manager) = index.get(m).and_then(|n| identities.get(*n)) else {
+                    continue;
+                };
+                let theirs: Vec<&Grant> = by_identity.get(m).into_iter().flatten().collect();
+                if let Ok(d) = policy.evaluate(manager, &theirs, now) {
+                    context.identities.insert(m.clone(), d);
+                }
+            }
+            context.hold(&held);
+            differ.add(&desired, &context);
+            progress.advance(n as u64);
+        }
+        producer.await.map_err(|e| EngineError::Internal {
+            what: format!("evaluating policy for everyone: {e}"),
+        })?;
+        let identities = Arc::try_unwrap(identities).unwrap_or_else(|shared| (*shared).clone());
+        let d = differ.finish();
+        progress.finish();
+        let obs = Observation {
+            identities,
+            index,
+            actual,
+            capabilities,
+            desired: DesiredState::default(),
+            links,
+            new_links,
+            stale_links,
+            findings,
+            unreadable,
+            partial: false,
+            grants: by_identity,
+        };
+        Ok((obs, d))
     }
 
     /// Reads what a plan for these identities alone needs: their links and,
@@ -247,6 +395,39 @@ impl Observation {
     }
 }
 
+/// Every identity and stored link, and every system's accounts (only
+/// `only`'s when given), read concurrently.
+async fn read_all(
+    engine: &Engine,
+    only: Option<&SystemId>,
+    progress: &dyn Progress,
+) -> Result<(Vec<Identity>, Vec<Link>, Seen), EngineError> {
+    progress.start("reading identities", None);
+    let identities = engine.store.identities().await?;
+    let stored_links = engine.store.links().await?;
+    progress.finish();
+    let connectors: Vec<_> = engine
+        .connectors
+        .iter()
+        .filter(|(id, _)| only.is_none_or(|o| o == *id))
+        .collect();
+    progress.start("reading systems", Some(connectors.len() as u64));
+    let reads = futures::future::join_all(connectors.into_iter().map(|(id, c)| async move {
+        let r = c.read_accounts().await;
+        (id.clone(), c.capabilities(), r)
+    }))
+    .await;
+    progress.finish();
+    let mut seen = Seen::default();
+    for (id, caps, r) in reads {
+        match r {
+            Ok(accounts) => seen.read(id, caps, accounts),
+            Err(e) => seen.unreadable(id, caps, &e),
+        }
+    }
+    Ok((identities, stored_links, seen))
+}
+
 /// What the systems answered: their accounts, or why they could not be read.
 #[derive(Default)]
 struct Seen {
@@ -288,28 +469,47 @@ async fn evaluate(
     } else {
         None
     };
-    let grants: Vec<Grant> = engine
+    let grants = live_grants(engine, of, now).await?;
+    let (mut desired, errors) = engine.policy.evaluate_all(identities, &grants, now);
+    desired.hold(&held(engine).await?);
+    let findings = errors.into_iter().map(evaluation_failed).collect();
+    Ok((desired, findings, by_identity(grants)))
+}
+
+/// The grants that count at `now` (or are yet to start) of these identities (of everyone: `None`).
+async fn live_grants(
+    engine: &Engine,
+    of: Option<&[IdentityId]>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Grant>, EngineError> {
+    Ok(engine
         .store
         .live_grants(of, now)
         .await?
         .into_iter()
         .map(|g| g.grant)
-        .collect();
-    let (mut desired, errors) = engine.policy.evaluate_all(identities, &grants, now);
-    let mut by_identity: BTreeMap<IdentityId, Vec<Grant>> = BTreeMap::new();
-    for g in grants {
-        by_identity.entry(g.identity.clone()).or_default().push(g);
-    }
-    desired.hold(&held(engine).await?);
-    let findings = errors
-        .into_iter()
-        .map(|e| Finding::EvaluationFailed {
-            message: format!("{} ({}): {}", e.what, e.location, e.message),
-            identity: e.identity,
-        })
-        .collect();
-    Ok((desired, findings, by_identity))
+        .collect())
 }
+
+/// Grants by the identity they give to.
+fn by_identity(grants: impl IntoIterator<Item = Grant>) -> BTreeMap<IdentityId, Vec<Grant>> {
+    let mut out: BTreeMap<IdentityId, Vec<Grant>> = BTreeMap::new();
+    for g in grants {
+        out.entry(g.identity.clone()).or_default().push(g);
+    }
+    out
+}
+
+/// The finding for an identity whose evaluation failed (its accounts are left as they are).
+fn evaluation_failed(e: tenure_core::policy::EvalError) -> Finding {
+    Finding::EvaluationFailed {
+        message: format!("{} ({}): {}", e.what, e.location, e.message),
+        identity: e.identity,
+    }
+}
+
+/// How many identities a full plan evaluates and diffs at a time.
+const SLICE: usize = 2048;
 
 /// Correlates what was read with the identities and makes the observation.
 /// With `partial` (some identities only), accounts that matched none of them

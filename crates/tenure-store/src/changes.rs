@@ -201,9 +201,14 @@ impl Store {
     ) -> Result<Vec<Link>, StoreError> {
         let mut out = Vec::new();
         for chunk in accounts.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT system, account, identity FROM links WHERE system = $1 AND account IN ({})",
-                crate::sql::placeholders(self.dialect, chunk.len(), 2)
+            // Numbered throughout, then made anonymous on SQLite as a whole:
+            // SQLite binds a `?` after a `$1` to the first value again.
+            let sql = crate::sql::in_order(
+                self.dialect,
+                format!(
+                    "SELECT system, account, identity FROM links WHERE system = $1 AND account IN ({})",
+                    crate::sql::placeholder_list(2, chunk.len())
+                ),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(system.as_str());
             for a in chunk {

@@ -85,7 +85,9 @@ impl Store {
         let mut tx = self.begin_write(&what).await?;
         self.upsert_identities_tx(&mut tx, upserts).await?;
         self.append_audit_tx(&mut tx, audit).await?;
-        self.commit(tx, &what).await
+        self.commit(tx, &what).await?;
+        self.analyze_after_bulk(&["identities"], upserts.len())
+            .await
     }
 
     /// [`Store::save_identities`] with the grants the changes earn (a mover's
@@ -103,7 +105,9 @@ impl Store {
         self.upsert_identities_tx(&mut tx, upserts).await?;
         self.insert_grants_tx(&mut tx, grants, actor, at).await?;
         self.append_audit_tx(&mut tx, audit).await?;
-        self.commit(tx, &what).await
+        self.commit(tx, &what).await?;
+        self.analyze_after_bulk(&["identities"], upserts.len())
+            .await
     }
 
     /// Upserts identities inside a write transaction (see [`Store::save_identities`]).
@@ -323,6 +327,8 @@ impl Store {
             .await
             .map_err(|e| self.db_err(&what, e))?;
         }
-        self.commit(tx, &what).await
+        self.commit(tx, &what).await?;
+        self.analyze_after_bulk(&["links"], adds.len() + remove.len())
+            .await
     }
 }

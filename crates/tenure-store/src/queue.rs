@@ -342,6 +342,8 @@ impl Store {
         }
         self.append_audit_tx(&mut tx, audit).await?;
         self.commit(tx, &what).await?;
+        self.analyze_after_bulk(&["operations", "operation_bodies"], n)
+            .await?;
         Ok(PlanId(id))
     }
 
@@ -484,8 +486,20 @@ impl Store {
             .fetch_all(&mut *tx)
             .await
             .map_err(|e| self.db_err(&what, e))?;
-        let mut bodies = self.bodies(&mut tx, &rows, &what).await?;
         self.commit(tx, &what).await?;
+        // Bodies are written once with their plan and never change while a
+        // row is claimed: read after the claim commits, on any connection,
+        // so that the writer's turn (SQLite has one writer) ends sooner.
+        let mut bodies = if rows.is_empty() {
+            HashMap::new()
+        } else {
+            let mut conn = self
+                .pool
+                .acquire()
+                .await
+                .map_err(|e| self.db_err(&what, e))?;
+            self.bodies(&mut conn, &rows, &what).await?
+        };
         let mut ops = rows
             .iter()
             .map(|r| self.decode_op(r, &mut bodies))
@@ -524,9 +538,6 @@ impl Store {
             done.len(),
             failed.len()
         );
-        let mut tx = self.begin_write(&what).await?;
-        let mut audit = Vec::new();
-
         // Done. The caller's copies of the operations are used for the audit
         // records; the store confirms which rows were still this worker's.
         let mut by_id: BTreeMap<i64, &QueuedOperation> = BTreeMap::new();
@@ -534,14 +545,29 @@ impl Store {
             by_id.insert(q.id, q);
         }
         let ids: Vec<i64> = by_id.keys().copied().collect();
+        // Their audit records are written before the transaction begins
+        // (encoding them is most of the CPU a batch costs the store): on
+        // SQLite the writer's turn is shared by every lane.
+        let mut prepared: HashMap<i64, AuditEvent> = by_id
+            .iter()
+            .map(|(id, q)| (*id, done_event(q, now)))
+            .collect();
+        let mut tx = self.begin_write(&what).await?;
+        let mut audit = Vec::new();
         let mut finished: Vec<(&QueuedOperation, Option<i64>)> = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(ID_CHUNK) {
+            // `worker` is set only while a row is running (claims set it,
+            // every other change of state clears it), so it alone says the
+            // row is still ours. `state = 'running'` is not written here: with
+            // statistics taken while nothing ran, PostgreSQL would read it as
+            // rare and walk the index of running rows instead of the keys.
             let sql = format!(
                 "UPDATE operations SET state = 'done', done_at = $1, worker = NULL, lease_until = NULL \
-                 WHERE state = 'running' AND worker = $2 AND id IN ({}) \
+                 WHERE worker = $2 AND id IN ({}) \
                  RETURNING id, next_seq",
                 placeholder_list(3, chunk.len())
             );
+            let sql = crate::sql::in_order(self.dialect, sql);
             let mut q = sqlx::query_as::<_, (i64, Option<i64>)>(AssertSqlSafe(sql))
                 .bind(now_us)
                 .bind(worker);
@@ -570,14 +596,26 @@ impl Store {
                 next.entry(q.plan.0).or_default().push(*n);
             }
         }
-        for (plan, seqs) in &next {
+        for (plan, seqs) in &mut next {
+            seqs.sort_unstable();
             for chunk in seqs.chunks(ID_CHUNK) {
+                let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
+                    continue;
+                };
+                // The range bounds the index scan whatever the planner knows:
+                // without it, PostgreSQL (before it has statistics on a new
+                // plan's rows) scans every row of the plan for each list.
                 let sql = format!(
                     "UPDATE operations SET state = 'queued' \
-                     WHERE plan_id = $1 AND seq IN ({}) AND state = 'blocked'",
-                    placeholder_list(2, chunk.len())
+                     WHERE plan_id = $1 AND seq BETWEEN $2 AND $3 AND seq IN ({}) \
+                     AND state = 'blocked'",
+                    placeholder_list(4, chunk.len())
                 );
-                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(*plan);
+                let sql = crate::sql::in_order(self.dialect, sql);
+                let mut q = sqlx::query(AssertSqlSafe(sql))
+                    .bind(*plan)
+                    .bind(*first)
+                    .bind(*last);
                 for seq in chunk {
                     q = q.bind(*seq);
                 }
@@ -587,30 +625,9 @@ impl Store {
             }
         }
         for (q, _) in &finished {
-            let op = &q.operation;
-            let reason = if op.reasons.is_empty() {
-                format!("{} applied", op.action.name())
-            } else {
-                op.reasons
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            };
-            audit.push(AuditEvent {
-                at: now,
-                actor: "tenure".into(),
-                action: "operation.done".into(),
-                subject: format!("system:{}/account:{}", op.system, op.account),
-                reason,
-                detail: serde_json::json!({
-                    "operation": op,
-                    "plan": q.plan,
-                    "seq": q.seq,
-                    "idempotency_key": q.idempotency_key,
-                })
-                .to_string(),
-            });
+            if let Some(event) = prepared.remove(&q.id) {
+                audit.push(event);
+            }
         }
 
         // Failed: retried after a backoff, or given up on.
@@ -955,13 +972,23 @@ impl Store {
             by_plan.entry(*plan).or_default().push(*seq);
         }
         let mut out = HashMap::with_capacity(keys.len());
-        for (plan, seqs) in &by_plan {
+        for (plan, seqs) in &mut by_plan {
+            seqs.sort_unstable();
             for chunk in seqs.chunks(ID_CHUNK) {
+                let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
+                    continue;
+                };
+                // Bounded by a range as well as listed: see `complete`.
                 let sql = format!(
-                    "SELECT seq, body FROM operation_bodies WHERE plan_id = $1 AND seq IN ({})",
-                    placeholder_list(2, chunk.len())
+                    "SELECT seq, body FROM operation_bodies \
+                     WHERE plan_id = $1 AND seq BETWEEN $2 AND $3 AND seq IN ({})",
+                    placeholder_list(4, chunk.len())
                 );
-                let mut q = sqlx::query_as::<_, (i64, String)>(AssertSqlSafe(sql)).bind(*plan);
+                let sql = crate::sql::in_order(self.dialect, sql);
+                let mut q = sqlx::query_as::<_, (i64, String)>(AssertSqlSafe(sql))
+                    .bind(*plan)
+                    .bind(*first)
+                    .bind(*last);
                 for seq in chunk {
                     q = q.bind(*seq);
                 }
@@ -1029,6 +1056,34 @@ impl Store {
         };
         let priority: i64 = self.col(row, T, "priority", id)?;
         Ok((op, priority))
+    }
+}
+
+/// The `operation.done` audit record of a confirmed operation.
+fn done_event(q: &QueuedOperation, now: DateTime<Utc>) -> AuditEvent {
+    let op = &q.operation;
+    let reason = if op.reasons.is_empty() {
+        format!("{} applied", op.action.name())
+    } else {
+        op.reasons
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    AuditEvent {
+        at: now,
+        actor: "tenure".into(),
+        action: "operation.done".into(),
+        subject: format!("system:{}/account:{}", op.system, op.account),
+        reason,
+        detail: serde_json::json!({
+            "operation": op,
+            "plan": q.plan,
+            "seq": q.seq,
+            "idempotency_key": q.idempotency_key,
+        })
+        .to_string(),
     }
 }
 

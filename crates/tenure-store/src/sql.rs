@@ -40,6 +40,9 @@ pub(crate) fn placeholders(dialect: Dialect, n: usize, first: usize) -> String {
 }
 
 /// Appends `rows` tuples of `cols` placeholders, numbered from `first`.
+/// On SQLite the statement must hold no numbered placeholder before them:
+/// sqlx binds SQLite's anonymous `?` from the first value whatever comes
+/// before (use [`placeholder_list`] and [`in_order`] for such statements).
 ///
 /// SQLite gets anonymous `?` placeholders: it looks `$N` names up linearly, so
 /// a statement with thousands of numbered placeholders costs quadratic time.
@@ -67,6 +70,31 @@ fn push_tuples(sql: &mut String, dialect: Dialect, rows: usize, cols: usize, fir
         }
         sql.push(')');
     }
+}
+
+/// `sql`, whose placeholders are `$1, $2, …` in the order they appear, as
+/// SQLite reads it fastest: anonymous `?` (see [`push_tuples`]). Unchanged
+/// for PostgreSQL, or if the numbers are not in order.
+pub(crate) fn in_order(dialect: Dialect, sql: String) -> String {
+    if dialect != Dialect::Sqlite {
+        return sql;
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut expected = 1usize;
+    let mut rest = sql.as_str();
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || after[..digits].parse::<usize>().ok() != Some(expected) {
+            return sql;
+        }
+        out.push('?');
+        expected += 1;
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A `$first, $first+1, …` list of `n` placeholders (for short IN lists).
@@ -213,6 +241,23 @@ mod tests {
         push_tuples(&mut s, Dialect::Sqlite, 2, 2, 1);
         assert_eq!(s, "(?,?),(?,?)");
         assert_eq!(placeholder_list(3, 3), "$3, $4, $5");
+    }
+
+    #[test]
+    fn numbered_placeholders_become_anonymous_on_sqlite_only_in_order() {
+        let sql = "UPDATE t SET a = $1 WHERE b = $2 AND c IN ($3, $4, $10)".to_owned();
+        // Out of order ($10 after $4): left as it is.
+        assert_eq!(in_order(Dialect::Sqlite, sql.clone()), sql);
+        let sql = format!(
+            "UPDATE t SET a = $1 WHERE c IN ({})",
+            placeholder_list(2, 11)
+        );
+        assert_eq!(
+            in_order(Dialect::Sqlite, sql.clone()),
+            "UPDATE t SET a = ? WHERE c IN (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        assert_eq!(in_order(Dialect::Postgres, sql.clone()), sql);
+        assert_eq!(in_order(Dialect::Sqlite, "SELECT 1".into()), "SELECT 1");
     }
 
     #[test]

@@ -11,10 +11,13 @@ use crate::error::Message;
 use crate::{migrate, url};
 use sqlx::AnyConnection;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Connection, Row, Transaction};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Connection, Row, Transaction};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How many rows one write must bring for [`Store::analyze_after_bulk`] to refresh statistics.
+pub(crate) const BULK_ANALYZE: usize = 10_000;
 
 /// Which SQL database a store runs on: the few places where SQL differs ask this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -214,6 +217,30 @@ impl Store {
             .commit()
             .await
             .map_err(|e| self.db_err(format!("{what} (committing)"), e))
+    }
+
+    /// After a bulk write of `rows` rows to these tables, refreshes
+    /// PostgreSQL's statistics on them (`ANALYZE`), as its documentation
+    /// advises after bulk loading: until autovacuum gets to a new table's
+    /// statistics (a minute or more later), the planner knows nothing of its
+    /// columns and estimates a list of 500 identities to match the whole
+    /// table, so a lookup by identity scans every row. Only for writes of at
+    /// least [`BULK_ANALYZE`] rows; SQLite plans without statistics well.
+    pub(crate) async fn analyze_after_bulk(
+        &self,
+        tables: &[&'static str],
+        rows: usize,
+    ) -> Result<(), StoreError> {
+        if self.dialect != Dialect::Postgres || rows < BULK_ANALYZE {
+            return Ok(());
+        }
+        for table in tables {
+            sqlx::query(AssertSqlSafe(format!("ANALYZE {table}")))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.db_err(format!("refreshing the statistics of {table}"), e))?;
+        }
+        Ok(())
     }
 
     /// Wraps a database error with what the store was doing and where.

@@ -85,12 +85,13 @@ struct Cli {
         hide = true
     )]
     lease_seconds: u64,
-    /// How many queued operations one claim takes.
+    /// How many queued operations one claim takes at most (each system's lane
+    /// starts at 500 and doubles while its batches run fast).
     #[arg(
         long,
         global = true,
         env = "TENURE_BATCH",
-        default_value_t = 4000,
+        default_value_t = tenure_engine::executor::BATCH,
         hide = true
     )]
     batch: usize,
@@ -361,6 +362,13 @@ async fn open(cli: &Cli, clock: Arc<dyn Clock>) -> Result<Engine> {
     engine.batch = cli.batch.max(1);
     Ok(engine)
 }
+
+/// mimalloc rather than the system allocator: a plan of hundreds of
+/// thousands of operations is built on one thread and executed on others,
+/// and the system allocator's per-thread arenas kept a fifth more memory
+/// resident than the work needed (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

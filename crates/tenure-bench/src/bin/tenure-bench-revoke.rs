@@ -458,6 +458,10 @@ async fn scheduler_cost(url: &str, n: usize) -> Result<String> {
     ))
 }
 
+/// The allocator the `tenure` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();

@@ -157,9 +157,12 @@ impl Sql {
     fn bind(&mut self, slot: Slot, cast: Option<&str>) -> &mut Self {
         self.slots.push(slot);
         let n = self.slots.len();
+        // Anonymous `?` on SQLite too: it looks numbered names up linearly,
+        // so a many-row statement's hundreds of `$N` cost quadratic time.
+        // Slots are bound in order, so both forms mean the same.
         let ph = match self.dialect {
-            Dialect::MySql => "?".to_owned(),
-            Dialect::Sqlite | Dialect::Postgres => format!("${n}"),
+            Dialect::MySql | Dialect::Sqlite => "?".to_owned(),
+            Dialect::Postgres => format!("${n}"),
         };
         match cast {
             Some(ty) => {

@@ -47,6 +47,7 @@ mod url;
 use crate::Connector;
 use crate::error::{ConnectorError, OpLabel};
 use dialect::{Builder, Dialect, Slot, Stmt, StmtKind};
+use futures::TryStreamExt;
 use schema::{EnabledRepr, Schema};
 use settings::{Settings, UrlSetting};
 use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions};
@@ -193,6 +194,126 @@ fn bind<'q>(stmt: &Stmt, v: &BindValues<'q>) -> sqlx::query::Query<'q, Any, AnyA
         };
     }
     q
+}
+
+/// Accounts decoded row by row as they are read (a big system's rows are
+/// never all held at once, beside the accounts made of them).
+struct Decoder<'a> {
+    connector: &'a SqlConnector,
+    attrs: &'a [String],
+    first_attr: usize,
+    out: SystemAccounts,
+    /// Accounts that own data rows (systems that transfer data): the others have nothing left to archive.
+    owners: BTreeSet<String>,
+    unusable: usize,
+    duplicates: usize,
+    unusable_memberships: usize,
+}
+
+impl<'a> Decoder<'a> {
+    fn new(connector: &'a SqlConnector, attrs: &'a [String]) -> Self {
+        Decoder {
+            connector,
+            attrs,
+            first_attr: if connector.settings.enabled_column.is_some() {
+                2
+            } else {
+                1
+            },
+            out: SystemAccounts::default(),
+            owners: BTreeSet::new(),
+            unusable: 0,
+            duplicates: 0,
+            unusable_memberships: 0,
+        }
+    }
+
+    fn err(&self, e: sqlx::Error) -> ConnectorError {
+        self.connector.db_error("reading accounts", e)
+    }
+
+    /// One row of the accounts query.
+    fn account(&mut self, row: &sqlx::any::AnyRow) -> Result<(), ConnectorError> {
+        let key: Option<String> = row.try_get(0).map_err(|e| self.err(e))?;
+        let Some(key) = key.and_then(|k| AccountKey::new(k).ok()) else {
+            self.unusable += 1;
+            return Ok(());
+        };
+        let enabled = if self.connector.settings.enabled_column.is_some() {
+            let v: Option<String> = row.try_get(1).map_err(|e| self.err(e))?;
+            parse_enabled(v.as_deref())
+        } else {
+            true
+        };
+        let mut attributes = std::collections::BTreeMap::new();
+        for (i, attr) in self.attrs.iter().enumerate() {
+            let v: Option<String> = row.try_get(self.first_attr + i).map_err(|e| self.err(e))?;
+            if let Some(v) = v {
+                attributes.insert(attr.clone(), v);
+            }
+        }
+        if self.out.accounts.contains_key(&key) {
+            self.duplicates += 1;
+            return Ok(());
+        }
+        self.out.accounts.insert(
+            key.clone(),
+            Account {
+                key,
+                attributes,
+                enabled,
+                entitlements: BTreeSet::new(),
+                archived: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// One row of the memberships query (after every account row).
+    fn membership(&mut self, row: &sqlx::any::AnyRow) -> Result<(), ConnectorError> {
+        let a: Option<String> = row.try_get(0).map_err(|e| self.err(e))?;
+        let e: Option<String> = row.try_get(1).map_err(|e| self.err(e))?;
+        let account = a.and_then(|a| AccountKey::new(a).ok());
+        let entitlement = e.and_then(|e| EntitlementName::new(e).ok());
+        match (account, entitlement) {
+            (Some(a), Some(e)) => {
+                // Memberships of accounts that do not exist are not Tenure's to see.
+                if let Some(acct) = self.out.accounts.get_mut(&a) {
+                    acct.entitlements.insert(e);
+                }
+            }
+            _ => self.unusable_memberships += 1,
+        }
+        Ok(())
+    }
+
+    /// One row of the data owners query.
+    fn owner(&mut self, row: &sqlx::any::AnyRow) -> Result<(), ConnectorError> {
+        let o: Option<String> = row.try_get(0).map_err(|e| self.err(e))?;
+        if let Some(o) = o {
+            self.owners.insert(o);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> SystemAccounts {
+        if self.connector.settings.transfer.is_some() {
+            // An account that owns no data rows has nothing left to archive.
+            for (k, a) in self.out.accounts.iter_mut() {
+                a.archived = !self.owners.contains(k.as_str());
+            }
+        }
+        if self.unusable + self.duplicates + self.unusable_memberships > 0 {
+            tracing::warn!(
+                system = %self.connector.system,
+                unusable_keys = self.unusable,
+                duplicate_keys = self.duplicates,
+                unusable_memberships = self.unusable_memberships,
+                "some rows were skipped: keys or entitlements that are NULL, empty, over 256 bytes or hold control characters, and repeated keys (the first row is used)"
+            );
+        }
+        self.out
+    }
 }
 
 /// Reads an enabled flag's text (see the module documentation).
@@ -347,88 +468,17 @@ impl SqlConnector {
         membership_rows: &[sqlx::any::AnyRow],
         owner_rows: &[sqlx::any::AnyRow],
     ) -> Result<SystemAccounts, ConnectorError> {
-        let err = |e| self.db_error("reading accounts", e);
-        let first_attr = if self.settings.enabled_column.is_some() {
-            2
-        } else {
-            1
-        };
-        let mut out = SystemAccounts::default();
-        let mut unusable = 0usize;
-        let mut duplicates = 0usize;
+        let mut d = Decoder::new(self, attrs);
         for row in rows {
-            let key: Option<String> = row.try_get(0).map_err(err)?;
-            let Some(key) = key.and_then(|k| AccountKey::new(k).ok()) else {
-                unusable += 1;
-                continue;
-            };
-            let enabled = if self.settings.enabled_column.is_some() {
-                let v: Option<String> = row.try_get(1).map_err(err)?;
-                parse_enabled(v.as_deref())
-            } else {
-                true
-            };
-            let mut attributes = std::collections::BTreeMap::new();
-            for (i, attr) in attrs.iter().enumerate() {
-                let v: Option<String> = row.try_get(first_attr + i).map_err(err)?;
-                if let Some(v) = v {
-                    attributes.insert(attr.clone(), v);
-                }
-            }
-            if out.accounts.contains_key(&key) {
-                duplicates += 1;
-                continue;
-            }
-            out.accounts.insert(
-                key.clone(),
-                Account {
-                    key,
-                    attributes,
-                    enabled,
-                    entitlements: BTreeSet::new(),
-                    archived: false,
-                },
-            );
+            d.account(row)?;
         }
-        if self.settings.transfer.is_some() {
-            // An account that owns no data rows has nothing left to archive.
-            let mut owners: BTreeSet<String> = BTreeSet::new();
-            for row in owner_rows {
-                let o: Option<String> = row.try_get(0).map_err(err)?;
-                if let Some(o) = o {
-                    owners.insert(o);
-                }
-            }
-            for (k, a) in out.accounts.iter_mut() {
-                a.archived = !owners.contains(k.as_str());
-            }
-        }
-        let mut unusable_memberships = 0usize;
         for row in membership_rows {
-            let a: Option<String> = row.try_get(0).map_err(err)?;
-            let e: Option<String> = row.try_get(1).map_err(err)?;
-            let account = a.and_then(|a| AccountKey::new(a).ok());
-            let entitlement = e.and_then(|e| EntitlementName::new(e).ok());
-            match (account, entitlement) {
-                (Some(a), Some(e)) => {
-                    // Memberships of accounts that do not exist are not Tenure's to see.
-                    if let Some(acct) = out.accounts.get_mut(&a) {
-                        acct.entitlements.insert(e);
-                    }
-                }
-                _ => unusable_memberships += 1,
-            }
+            d.membership(row)?;
         }
-        if unusable + duplicates + unusable_memberships > 0 {
-            tracing::warn!(
-                system = %self.system,
-                unusable_keys = unusable,
-                duplicate_keys = duplicates,
-                unusable_memberships,
-                "some rows were skipped: keys or entitlements that are NULL, empty, over 256 bytes or hold control characters, and repeated keys (the first row is used)"
-            );
+        for row in owner_rows {
+            d.owner(row)?;
         }
-        Ok(out)
+        Ok(d.finish())
     }
 
     async fn loaded(&self) -> Result<Arc<Loaded>, ConnectorError> {
@@ -1098,27 +1148,28 @@ impl Connector for SqlConnector {
                 .await
                 .map_err(err)?;
         }
-        let rows = sqlx::query(AssertSqlSafe(accounts_sql))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(err)?;
-        let membership_rows = match memberships_sql {
-            Some(sql) => sqlx::query(AssertSqlSafe(sql))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(err)?,
-            None => Vec::new(),
-        };
-        let owner_rows = match dialect::read_owners(d, &self.settings) {
-            Some(sql) => sqlx::query(AssertSqlSafe(sql))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(err)?,
-            None => Vec::new(),
-        };
+        // Decoded as the rows come: never every row and every account at once.
+        let mut decoder = Decoder::new(self, &attrs);
+        {
+            let mut rows = sqlx::query(AssertSqlSafe(accounts_sql)).fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await.map_err(err)? {
+                decoder.account(&row)?;
+            }
+        }
+        if let Some(sql) = memberships_sql {
+            let mut rows = sqlx::query(AssertSqlSafe(sql)).fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await.map_err(err)? {
+                decoder.membership(&row)?;
+            }
+        }
+        if let Some(sql) = dialect::read_owners(d, &self.settings) {
+            let mut rows = sqlx::query(AssertSqlSafe(sql)).fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await.map_err(err)? {
+                decoder.owner(&row)?;
+            }
+        }
         tx.commit().await.map_err(err)?;
-
-        self.decode_accounts(&rows, &attrs, &membership_rows, &owner_rows)
+        Ok(decoder.finish())
     }
 
     async fn read_accounts_matching(
@@ -1260,9 +1311,10 @@ const MATCH_CHUNK: usize = 500;
 fn placeholders(d: Dialect, n: usize, cast: Option<&str>) -> String {
     (1..=n)
         .map(|i| {
+            // Anonymous on SQLite as well (see `dialect::Sql::bind`).
             let ph = match d {
-                Dialect::MySql => "?".to_owned(),
-                Dialect::Sqlite | Dialect::Postgres => format!("${i}"),
+                Dialect::MySql | Dialect::Sqlite => "?".to_owned(),
+                Dialect::Postgres => format!("${i}"),
             };
             match cast {
                 Some(ty) => format!("CAST({ph} AS {ty})"),

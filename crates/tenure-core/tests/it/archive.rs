@@ -474,3 +474,38 @@ fn on_a_system_that_cannot_disable_the_archive_runs_before_the_delete_that_repla
         .collect();
     assert_eq!(crm, ["crm ada archive to margaret", "crm ada delete"]);
 }
+
+#[test]
+fn a_plan_made_a_slice_at_a_time_finds_the_manager_in_another_slice() {
+    let mut w = world_with_archive();
+    let people = [ada_leaves(), margaret().build()];
+    let now = at("2026-03-09T00:00:00Z");
+    // With Margaret's link and without it (then her desired account names
+    // the key the data goes to).
+    for forget_manager_link in [false, true] {
+        if forget_manager_link {
+            w.links.retain(|l| l.identity.as_str() != "E1004");
+        }
+        let whole = w.plan(&people, now);
+        assert!(
+            briefs(&whole.operations).contains(&"crm ada archive to margaret".to_owned()),
+            "{:?}",
+            briefs(&whole.operations)
+        );
+        // Ada's slice, with only her manager's desired state as context
+        // (what the engine evaluates for a manager outside the slice), then
+        // Margaret's slice.
+        let all = w.desired(&people, &[], now);
+        let mut differ = tenure_core::plan::Differ::new(&w.infos, &w.actual, &w.links);
+        let mut context = tenure_core::state::DesiredState::default();
+        context
+            .identities
+            .insert(iid("E1004"), all.identities[&iid("E1004")].clone());
+        differ.add(&w.desired(&people[..1], &[], now), &context);
+        differ.add(
+            &w.desired(&people[1..], &[], now),
+            &tenure_core::state::DesiredState::default(),
+        );
+        assert_eq!(differ.finish(), whole);
+    }
+}

@@ -325,6 +325,30 @@ proptest! {
         prop_assert_eq!(&first, &plan(&w, &w.actual, &shuffled));
     }
 
+    /// Planned a slice of identities at a time (as full plans are, to hold
+    /// one slice's desired state only), the plan is the same, in the same
+    /// order, whatever the slices.
+    #[test]
+    fn diff_in_slices_is_diff_at_once((systems, identities) in world(), size in 1usize..5) {
+        let w = build(&systems, &identities, false);
+        let whole = plan(&w, &w.actual, &w.links);
+        let mut differ = tenure_core::plan::Differ::new(&w.infos, &w.actual, &w.links);
+        let ids: Vec<_> = w.desired.identities.keys().cloned().collect();
+        for chunk in ids.chunks(size) {
+            let mut slice = tenure_core::state::DesiredState::default();
+            for id in chunk {
+                if let Some(d) = w.desired.identities.get(id) {
+                    slice.identities.insert(id.clone(), d.clone());
+                }
+            }
+            differ.add(&slice, &w.desired);
+        }
+        let mut skipped = tenure_core::state::DesiredState::default();
+        skipped.skipped = w.desired.skipped.clone();
+        differ.add(&skipped, &w.desired);
+        prop_assert_eq!(&whole, &differ.finish());
+    }
+
     /// Applying a plan to a correlated state leaves nothing to do.
     #[test]
     fn applying_a_plan_converges((systems, identities) in world()) {

@@ -184,11 +184,13 @@ async fn digests_and_targeted_reads(db: TestDb) {
     );
     let bob = AccountKey::new("bob").unwrap();
     let ghost = AccountKey::new("ghost").unwrap();
+    let cy = AccountKey::new("cy").unwrap();
+    // The last account of the list counts as much as the first.
     let held = store
-        .links_of_accounts(&crm, &[&bob, &ghost])
+        .links_of_accounts(&crm, &[&ghost, &bob, &cy])
         .await
         .unwrap();
-    assert_eq!(held, vec![link(&crm, "bob", 3)]);
+    assert_eq!(held, vec![link(&crm, "bob", 3), link(&crm, "cy", 7)]);
 }
 
 both!(
