@@ -2,6 +2,7 @@
 //! processes sharing one PostgreSQL queue.
 
 use crate::support::{Org, write};
+use sqlx::Connection;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -82,9 +83,12 @@ fn killing_apply_midway_loses_nothing_and_a_rerun_finishes() {
     };
     // Kill it in the middle of a batch: some operations claimed and running, so the
     // rerun must take over claims of a dead process (after the lease, in real time,
-    // whatever --now says).
+    // whatever --now says). Polling for a claim in flight and then killing races
+    // with batches that finish in milliseconds, so once work is under way the wiki's
+    // database is locked, as a hung system would be: the wiki's lane is then stuck
+    // inside a claimed batch (its connector waits 5 s for the lock) when the kill comes.
     loop {
-        if count("done") >= 600 && count("running") > 0 {
+        if count("done") >= 600 {
             break;
         }
         assert!(
@@ -97,6 +101,25 @@ fn killing_apply_midway_loses_nothing_and_a_rerun_finishes() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    let wiki = format!("sqlite:{}", org.path("apps/wiki.db").display());
+    let lock = rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(&wiki).await.unwrap();
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut c).await.unwrap();
+        c
+    });
+    let locked = Instant::now();
+    while count("running") == 0 || locked.elapsed() < Duration::from_millis(500) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "apply finished before it could be killed"
+        );
+        assert!(
+            locked.elapsed() < Duration::from_secs(3),
+            "no claim in flight while the wiki was locked"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     let (total, done) = (count("all"), count("done"));
@@ -105,6 +128,7 @@ fn killing_apply_midway_loses_nothing_and_a_rerun_finishes() {
         "the kill came too late to test anything ({done} of {total} done)"
     );
     assert!(count("running") > 0, "the dead process left claims behind");
+    rt.block_on(lock.close()).unwrap(); // the hung system answers again
 
     // Start again: the dead process's claims expire, the rest is executed, nothing twice.
     let mut rerun = org
