@@ -74,10 +74,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_archives.sql"),
         postgres: include_str!("../migrations/postgres/0007_archives.sql"),
     },
+    Migration {
+        version: 8,
+        name: "a queue whose changes of state leave its indexes alone",
+        sqlite: include_str!("../migrations/sqlite/0008_hot_queue.sql"),
+        postgres: include_str!("../migrations/postgres/0008_hot_queue.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Every schema version this build knows, in order (numbers may skip: a
 /// version is a name, applied by set membership).

@@ -7,7 +7,13 @@
 //! previous operation on the same (system, account): a row whose dependency is
 //! not done yet is stored in the internal state `blocked` (reported as
 //! [`OpState::Queued`]) and becomes `queued` in the transaction that marks its
-//! dependency done, so claiming never has to look past waiting rows.
+//! dependency done.
+//!
+//! The claim indexes hold the rows still `pending` (not done, not failed for
+//! good), so a claim, a release and a retry change no indexed column: on
+//! PostgreSQL they are heap-only updates, with no new index entries. Claims
+//! read past the blocked and running rows they meet, and take over running
+//! rows whose lease expired.
 //!
 //! This module does not run operations, talk to connectors or decide retry
 //! policy: the caller passes the [`RetryPolicy`] and the clock (`now`).
@@ -352,8 +358,7 @@ impl Store {
     ///
     /// Runnable: queued with `not_before <= now` and the operation it depends
     /// on done (or none); or running with an expired lease (its worker died):
-    /// such rows are first put back in the queue, then claimed like any
-    /// other. On PostgreSQL rows are selected `FOR UPDATE … SKIP LOCKED`, so
+    /// such rows are taken over in their place in the order. On PostgreSQL rows are selected `FOR UPDATE … SKIP LOCKED`, so
     /// concurrent claimers (in any process) never get the same operation.
     pub async fn claim(
         &self,
@@ -415,45 +420,12 @@ impl Store {
             Lane::Only(s) => format!("claiming operations on system {s} for worker {worker:?}"),
             _ => format!("claiming operations for worker {worker:?}"),
         };
-        let (reclaim, claim) = match self.dialect {
-            Dialect::Sqlite => (
-                "UPDATE operations SET state = 'queued', worker = NULL, lease_until = NULL \
-                 WHERE state = 'running' AND lease_until <= $1",
-                "UPDATE operations SET state = 'running', worker = $1, lease_until = $2 \
-                 WHERE id IN (SELECT o.id FROM operations o \
-                   WHERE o.state = 'queued' AND o.not_before <= $3{lane} \
-                   ORDER BY o.priority DESC, o.id LIMIT $4) \
-                 RETURNING ",
-            ),
-            Dialect::Postgres => (
-                "UPDATE operations SET state = 'queued', worker = NULL, lease_until = NULL \
-                 WHERE id IN (SELECT o.id FROM operations o \
-                   WHERE o.state = 'running' AND o.lease_until <= $1 \
-                   FOR UPDATE OF o SKIP LOCKED)",
-                "UPDATE operations SET state = 'running', worker = $1, lease_until = $2 \
-                 WHERE id IN (SELECT o.id FROM operations o \
-                   WHERE o.state = 'queued' AND o.not_before <= $3{lane} \
-                   ORDER BY o.priority DESC, o.id LIMIT $4 \
-                   FOR UPDATE OF o SKIP LOCKED) \
-                 RETURNING ",
-            ),
-        };
-        let mut tx = self.begin_write(&what).await?;
-        let reclaimed = sqlx::query(reclaim)
-            .bind(now_us)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.db_err(&what, e))?
-            .rows_affected();
-        if reclaimed > 0 {
-            tracing::warn!(
-                store = %self.location,
-                reclaimed,
-                "operations whose lease expired are queued again"
-            );
-        }
+        // Candidates come through the index of pending rows (of the lane),
+        // in claim order: queued ones whose time has come, and running ones
+        // whose lease expired (their worker died: they are taken over like
+        // any other). Blocked and running rows in between are read past.
         // Two statements, not `($5 IS NULL OR system = $5)`: each must be able
-        // to use its own index (operations_claim, operations_lane).
+        // to use its own index (operations_pending, operations_pending_lane).
         let filter = match &lane {
             Lane::Any => String::new(),
             Lane::Only(_) => " AND o.system = $5".to_owned(),
@@ -465,27 +437,103 @@ impl Store {
                     .join(", ")
             ),
         };
-        let mut q = sqlx::query(AssertSqlSafe(format!(
-            "{}{OP_COLUMNS}",
-            claim.replace("{lane}", &filter)
-        )))
-        .bind(worker)
-        .bind(until)
-        .bind(now_us)
-        .bind(limit);
-        match lane {
-            Lane::Any => {}
-            Lane::Only(system) => q = q.bind(system),
-            Lane::Except(list) => {
-                for system in list {
-                    q = q.bind(system.as_str());
+        let candidates = format!(
+            "SELECT o.id AS cid, o.state AS was FROM operations o \
+             WHERE o.pending{filter} \
+             AND ((o.state = 'queued' AND o.not_before <= $3) \
+               OR (o.state = 'running' AND o.lease_until <= $3)) \
+             ORDER BY o.priority DESC, o.id LIMIT $4"
+        );
+        let bind_lane = |mut q: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>| {
+            match &lane {
+                Lane::Any => {}
+                Lane::Only(system) => q = q.bind(system.to_string()),
+                Lane::Except(list) => {
+                    for system in *list {
+                        q = q.bind(system.as_str().to_owned());
+                    }
                 }
             }
+            q
+        };
+        let mut tx = self.begin_write(&what).await?;
+        let (rows, reclaimed) = match self.dialect {
+            // One statement: the candidates are locked (`SKIP LOCKED`: rows
+            // another process is claiming are left to it) and updated, and
+            // it says which of them were running.
+            Dialect::Postgres => {
+                let sql = format!(
+                    "WITH c AS ({candidates} FOR UPDATE OF o SKIP LOCKED) \
+                     UPDATE operations SET state = 'running', worker = $1, lease_until = $2 \
+                     FROM c WHERE operations.id = c.cid RETURNING c.was, {OP_COLUMNS}"
+                );
+                let q = sqlx::query(AssertSqlSafe(sql))
+                    .bind(worker.to_owned())
+                    .bind(until)
+                    .bind(now_us)
+                    .bind(limit);
+                let rows = bind_lane(q)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| self.db_err(&what, e))?;
+                let mut reclaimed = 0u64;
+                for r in &rows {
+                    let was: String = self.col(r, "operations", "was", "(claim)")?;
+                    reclaimed += u64::from(was == "running");
+                }
+                (rows, reclaimed)
+            }
+            // SQLite has one writer: the transaction holds it from the
+            // candidates to the update. Its RETURNING sees only the new row.
+            Dialect::Sqlite => {
+                // $1 and $2 are not in the candidates' statement: numbered
+                // parameters keep their places.
+                let q = sqlx::query(AssertSqlSafe(candidates))
+                    .bind(worker.to_owned())
+                    .bind(until)
+                    .bind(now_us)
+                    .bind(limit);
+                let found = bind_lane(q)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| self.db_err(&what, e))?;
+                let mut ids = Vec::with_capacity(found.len());
+                let mut reclaimed = 0u64;
+                for r in &found {
+                    ids.push(self.col::<i64>(r, "operations", "cid", "(claim)")?);
+                    let was: String = self.col(r, "operations", "was", "(claim)")?;
+                    reclaimed += u64::from(was == "running");
+                }
+                let mut rows = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(ID_CHUNK) {
+                    let sql = crate::sql::in_order(
+                        self.dialect,
+                        format!(
+                            "UPDATE operations SET state = 'running', worker = $1, lease_until = $2 \
+                             WHERE id IN ({}) RETURNING {OP_COLUMNS}",
+                            placeholder_list(3, chunk.len())
+                        ),
+                    );
+                    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(worker).bind(until);
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
+                    rows.extend(
+                        q.fetch_all(&mut *tx)
+                            .await
+                            .map_err(|e| self.db_err(&what, e))?,
+                    );
+                }
+                (rows, reclaimed)
+            }
+        };
+        if reclaimed > 0 {
+            tracing::warn!(
+                store = %self.location,
+                reclaimed,
+                "operations whose lease expired are taken over"
+            );
         }
-        let rows = q
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| self.db_err(&what, e))?;
         self.commit(tx, &what).await?;
         // Bodies are written once with their plan and never change while a
         // row is claimed: read after the claim commits, on any connection,
@@ -562,8 +610,8 @@ impl Store {
             // statistics taken while nothing ran, PostgreSQL would read it as
             // rare and walk the index of running rows instead of the keys.
             let sql = format!(
-                "UPDATE operations SET state = 'done', done_at = $1, worker = NULL, lease_until = NULL \
-                 WHERE worker = $2 AND id IN ({}) \
+                "UPDATE operations SET state = 'done', pending = FALSE, done_at = $1, \
+                 worker = NULL, lease_until = NULL WHERE worker = $2 AND id IN ({}) \
                  RETURNING id, next_seq",
                 placeholder_list(3, chunk.len())
             );
@@ -645,8 +693,8 @@ impl Store {
                 ("queued", now_us.saturating_add(wait))
             };
             let updated = sqlx::query(
-                "UPDATE operations SET state = $1, attempts = $2, last_error = $3, not_before = $4, \
-                 worker = NULL, lease_until = NULL \
+                "UPDATE operations SET state = $1, pending = $7, attempts = $2, last_error = $3, \
+                 not_before = $4, worker = NULL, lease_until = NULL \
                  WHERE id = $5 AND state = 'running' AND worker = $6",
             )
             .bind(state)
@@ -655,6 +703,7 @@ impl Store {
             .bind(not_before)
             .bind(id)
             .bind(worker)
+            .bind(!give_up)
             .execute(&mut *tx)
             .await
             .map_err(|e| self.db_err(&what, e))?
@@ -787,7 +836,7 @@ impl Store {
         let what = "retrying failed operations";
         let mut tx = self.begin_write(what).await?;
         let n = sqlx::query(
-            "UPDATE operations SET state = 'queued', attempts = 0, not_before = $1 \
+            "UPDATE operations SET state = 'queued', pending = TRUE, attempts = 0, not_before = $1 \
              WHERE state = 'failed'",
         )
         .bind(micros(now))

@@ -265,6 +265,61 @@ async fn expired_lease_is_claimable_again(db: TestDb) {
     store.close().await;
 }
 
+/// The claim indexes hold every pending row (running and blocked ones too):
+/// a claim reads past rows another worker runs and rows waiting for their
+/// dependency, takes the queued ones after them in order, and a row released
+/// by its dependency's completion comes back in its place.
+async fn claims_read_past_running_and_blocked_rows(db: TestDb) {
+    let store = db.store().await;
+    store
+        .enqueue_plan(
+            &plan(vec![
+                op("crm", "ada", create()),
+                op("crm", "ada", add("sales")),
+                op("crm", "bob", create()),
+                op("crm", "cy", create()),
+            ]),
+            0,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let first = store.claim("w1", t0(), LEASE, 1).await.unwrap();
+    assert_eq!(actions(&first), vec![pair("ada", "create")]);
+    // ada's create runs (w1), her membership waits for it: bob comes next
+    let second = store.claim("w2", t0(), LEASE, 1).await.unwrap();
+    assert_eq!(actions(&second), vec![pair("bob", "create")]);
+    store
+        .complete("w1", t0(), &refs(&first), &[], RETRY)
+        .await
+        .unwrap();
+    // released, ada's membership is claimed before cy's create (its place in
+    // the order); bob's create still runs and is read past
+    let third = store.claim("w3", t0(), LEASE, 10).await.unwrap();
+    assert_eq!(
+        actions(&third),
+        vec![pair("ada", "add_membership"), pair("cy", "create")]
+    );
+    let counts = store.queue_counts().await.unwrap();
+    assert_eq!((counts.running, counts.done), (3, 1));
+    assert!(store.claim("w4", t0(), LEASE, 10).await.unwrap().is_empty());
+    // a failure given up on leaves the claim indexes; an operator's retry
+    // brings it back
+    let refuse = RetryPolicy {
+        max_attempts: 1,
+        ..RETRY
+    };
+    store
+        .complete("w2", t0(), &[], &[(&second[0], "refused".into())], refuse)
+        .await
+        .unwrap();
+    assert!(store.claim("w4", t0(), LEASE, 10).await.unwrap().is_empty());
+    assert_eq!(store.retry_failed(t0(), vec![]).await.unwrap(), 1);
+    let retried = store.claim("w4", t0(), LEASE, 10).await.unwrap();
+    assert_eq!(actions(&retried), vec![pair("bob", "create")]);
+    store.close().await;
+}
+
 fn refs(ops: &[QueuedOperation]) -> Vec<&QueuedOperation> {
     ops.iter().collect()
 }
@@ -586,6 +641,7 @@ both!(
     enqueue_and_claim_order,
     concurrent_claimers,
     expired_lease_is_claimable_again,
+    claims_read_past_running_and_blocked_rows,
     complete_done_failed_backoff,
     complete_without_claim_changes_nothing
 );

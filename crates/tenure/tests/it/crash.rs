@@ -105,7 +105,10 @@ fn killing_apply_midway_loses_nothing_and_a_rerun_finishes() {
     let lock = rt.block_on(async {
         sqlx::any::install_default_drivers();
         let mut c = sqlx::AnyConnection::connect(&wiki).await.unwrap();
-        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut c).await.unwrap();
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut c)
+            .await
+            .unwrap();
         c
     });
     let locked = Instant::now();
