@@ -9,7 +9,7 @@
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::progress::Progress;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use tenure_core::SystemId;
 use tenure_store::{QueuedOperation, RetryPolicy, SystemHealth};
 
@@ -57,6 +57,18 @@ pub fn next_batch(
     } else {
         size.min(max)
     }
+}
+
+/// Per operation: Ok, or the error and whether trying again later may help.
+type Outcome = Result<(), (String, bool)>;
+
+/// A batch run on its systems, its outcomes not recorded yet.
+struct Executed {
+    batch: Vec<QueuedOperation>,
+    /// The outcome of each operation of `batch`, in its order.
+    outcomes: Vec<Outcome>,
+    /// When its claim began: its lease runs from then until it is recorded.
+    claimed_at: std::time::Instant,
 }
 
 /// Executes the queue.
@@ -266,6 +278,11 @@ impl<'a> Executor<'a> {
     }
 
     /// One system's lane: claims and runs its batches until none is runnable.
+    ///
+    /// Pipelined: while a batch's outcomes are recorded in the store, the
+    /// next batch is claimed and run on the system, so the store's work and
+    /// the system's overlap. At most two batches are in hand: the next one's
+    /// outcomes are recorded only after the one before is.
     async fn run_lane(
         &self,
         system: &SystemId,
@@ -273,45 +290,83 @@ impl<'a> Executor<'a> {
     ) -> Result<ExecStats, EngineError> {
         let mut stats = ExecStats::default();
         let mut size = FIRST_BATCH.min(self.engine.batch).max(1);
+        // A batch run, not recorded yet, and whether it was claimed full at
+        // the lane's size (only such a batch says how big the next may be).
+        let mut in_hand: Option<(Executed, bool)> = None;
         loop {
             let limit = match self.lane_mode(system) {
                 LaneMode::Run => size,
                 LaneMode::Probe => 1,
-                LaneMode::Wait => return Ok(stats),
+                LaneMode::Wait => 0,
             };
-            let now = self.engine.wall.now();
-            let batch = self
-                .engine
-                .store
-                .claim_system(&self.worker, now, self.engine.lease, limit, system)
-                .await?;
-            if batch.is_empty() {
-                return Ok(stats);
+            let at_size = limit == size;
+            let next = async {
+                if limit == 0 {
+                    return Ok(None);
+                }
+                let now = self.engine.wall.now();
+                let claimed_at = std::time::Instant::now();
+                let batch = self
+                    .engine
+                    .store
+                    .claim_system(&self.worker, now, self.engine.lease, limit, system)
+                    .await?;
+                if batch.is_empty() {
+                    return Ok(None);
+                }
+                self.execute(batch, claimed_at).await.map(Some)
+            };
+            let previous = async {
+                match in_hand.take() {
+                    None => Ok(None),
+                    Some((e, full)) => {
+                        let at = e.claimed_at;
+                        let s = self.record(e).await?;
+                        Ok::<_, EngineError>(Some((s, full, at.elapsed())))
+                    }
+                }
+            };
+            let (next, previous) = tokio::join!(next, previous);
+            let recorded = previous?;
+            let released = recorded.is_some();
+            if let Some((s, full, took)) = recorded {
+                // A batch's time runs from its claim to its record: the
+                // span its lease must cover.
+                if full {
+                    size = next_batch(size, took, self.engine.lease, self.engine.batch);
+                }
+                progress.advance(s.done + s.failed);
+                stats += s;
             }
-            let claimed = batch.len();
-            let started = std::time::Instant::now();
-            let s = self.run_batch(batch).await?;
-            // Only a full batch says how big the next may be.
-            if claimed == limit && limit == size {
-                size = next_batch(
-                    size,
-                    started.elapsed(),
-                    self.engine.lease,
-                    self.engine.batch,
-                );
+            match next? {
+                Some(e) => {
+                    let full = e.batch.len() == limit && at_size;
+                    in_hand = Some((e, full));
+                }
+                // Nothing was runnable while the batch before was recorded:
+                // its record may have made its dependents runnable.
+                None if released && limit > 0 => {}
+                None => return Ok(stats),
             }
-            progress.advance(s.done + s.failed);
-            stats += s;
         }
     }
 
     async fn run_batch(&self, batch: Vec<QueuedOperation>) -> Result<ExecStats, EngineError> {
+        let executed = self.execute(batch, std::time::Instant::now()).await?;
+        self.record(executed).await
+    }
+
+    /// Runs a claimed batch on its systems and notes how each system did;
+    /// records nothing in the queue ([`record`](Self::record) does).
+    async fn execute(
+        &self,
+        batch: Vec<QueuedOperation>,
+        claimed_at: std::time::Instant,
+    ) -> Result<Executed, EngineError> {
         let mut by_system: BTreeMap<&SystemId, Vec<&QueuedOperation>> = BTreeMap::new();
         for q in &batch {
             by_system.entry(&q.operation.system).or_default().push(q);
         }
-        // Per operation: Ok, or the error and whether trying again later may help.
-        type Outcome = Result<(), (String, bool)>;
         let runs =
             futures::future::join_all(by_system.into_iter().map(|(system, qs)| async move {
                 let Some(conn) = self.engine.connectors.get(system) else {
@@ -374,16 +429,16 @@ impl<'a> Executor<'a> {
             }
         }
         // Counted per system and outcome, once per batch (not per operation).
-        let mut outcomes: BTreeMap<(&SystemId, &'static str), u64> = BTreeMap::new();
+        let mut counted: BTreeMap<(&SystemId, &'static str), u64> = BTreeMap::new();
         for (q, r) in runs.iter().flatten() {
             let outcome = match r {
                 Ok(()) => "done",
                 Err((_, true)) => "retry",
                 Err((_, false)) => "refused",
             };
-            *outcomes.entry((&q.operation.system, outcome)).or_default() += 1;
+            *counted.entry((&q.operation.system, outcome)).or_default() += 1;
         }
-        for ((system, outcome), n) in outcomes {
+        for ((system, outcome), n) in counted {
             metrics::counter!(
                 "tenure_operations_total",
                 "system" => system.to_string(),
@@ -391,10 +446,40 @@ impl<'a> Executor<'a> {
             )
             .increment(n);
         }
+        let mut outcomes: HashMap<i64, Outcome> =
+            runs.into_iter().flatten().map(|(q, r)| (q.id, r)).collect();
+        let outcomes = batch
+            .iter()
+            .map(|q| {
+                outcomes.remove(&q.id).unwrap_or_else(|| {
+                    Err((
+                        format!(
+                            "system {} gave no result for this operation",
+                            q.operation.system
+                        ),
+                        true,
+                    ))
+                })
+            })
+            .collect();
+        Ok(Executed {
+            batch,
+            outcomes,
+            claimed_at,
+        })
+    }
+
+    /// Records a batch's outcomes in the queue (done, or failed and retried
+    /// later, or failed for good), with their audit records, and tells
+    /// whoever is to be told about operations that wait for an operator.
+    async fn record(&self, executed: Executed) -> Result<ExecStats, EngineError> {
+        let Executed {
+            batch, outcomes, ..
+        } = executed;
         let mut done = Vec::new();
         let mut transient = Vec::new();
         let mut permanent = Vec::new();
-        for (q, r) in runs.into_iter().flatten() {
+        for (q, r) in batch.iter().zip(outcomes) {
             match r {
                 Ok(()) => done.push(q),
                 Err((e, retry)) => {

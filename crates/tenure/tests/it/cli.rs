@@ -74,6 +74,43 @@ fn demo_refuses_a_directory_it_did_not_make() {
     assert!(tmp.path().join("precious.txt").exists());
 }
 
+/// Batches of one: each lane records a batch while it claims and runs the
+/// next, and a membership becomes runnable only when the record of its
+/// account's create commits. The lanes keep claiming until nothing is left,
+/// so one apply still does every operation, each exactly once.
+#[test]
+fn batches_of_one_pipelined_finish_every_operation_once() {
+    let org = Org::new();
+    org.run(&[
+        "--now",
+        "2026-11-01",
+        "import",
+        org.path("hr/2026-11-01.csv").to_str().unwrap(),
+    ])
+    .ok();
+    let planned = org.pending_operations("2026-11-01");
+    let applied = org
+        .run(&["--now", "2026-11-01", "--batch", "1", "apply", "--json"])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&applied.stdout).unwrap();
+    assert_eq!(v["executed"]["done"].as_u64(), Some(planned as u64), "{v}");
+    assert_eq!(v["executed"]["failed"].as_u64(), Some(0), "{v}");
+    assert_eq!(org.pending_operations("2026-11-01"), 0);
+    let done: Vec<_> = org
+        .audit()
+        .into_iter()
+        .filter(|r| r["action"] == "operation.done")
+        .map(|r| r["detail"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(done.len(), planned);
+    let unique: std::collections::BTreeSet<_> = done.iter().collect();
+    assert_eq!(
+        unique.len(),
+        planned,
+        "an operation was recorded done twice"
+    );
+}
+
 #[test]
 fn lifecycle_converges_and_every_operation_is_audited_once() {
     let org = Org::new();
