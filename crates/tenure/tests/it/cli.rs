@@ -81,13 +81,7 @@ fn demo_refuses_a_directory_it_did_not_make() {
 #[test]
 fn batches_of_one_pipelined_finish_every_operation_once() {
     let org = Org::new();
-    org.run(&[
-        "--now",
-        "2026-11-01",
-        "import",
-        org.path("hr/2026-11-01.csv").to_str().unwrap(),
-    ])
-    .ok();
+    org.import("2026-11-01", "hr/2026-11-01.csv");
     let planned = org.pending_operations("2026-11-01");
     let applied = org
         .run(&["--now", "2026-11-01", "--batch", "1", "apply", "--json"])
@@ -114,13 +108,7 @@ fn batches_of_one_pipelined_finish_every_operation_once() {
 #[test]
 fn lifecycle_converges_and_every_operation_is_audited_once() {
     let org = Org::new();
-    org.run(&[
-        "--now",
-        "2026-11-01",
-        "import",
-        org.path("hr/2026-11-01.csv").to_str().unwrap(),
-    ])
-    .ok();
+    org.import("2026-11-01", "hr/2026-11-01.csv");
     let applied = org.run(&["--now", "2026-11-01", "apply", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&applied.stdout).unwrap();
     let first = v["executed"]["done"].as_u64().unwrap();
@@ -131,13 +119,7 @@ fn lifecycle_converges_and_every_operation_is_audited_once() {
         "after apply, the systems match policy"
     );
 
-    org.run(&[
-        "--now",
-        "2026-11-24",
-        "import",
-        org.path("hr/2026-11-24.csv").to_str().unwrap(),
-    ])
-    .ok();
+    org.import("2026-11-24", "hr/2026-11-24.csv");
     let second = org.run(&["--now", "2026-11-24", "apply", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
     assert_eq!(org.pending_operations("2026-11-24"), 0);
@@ -217,13 +199,7 @@ fn lifecycle_converges_and_every_operation_is_audited_once() {
 #[test]
 fn a_bad_hr_file_is_rejected_whole_and_changes_nothing() {
     let org = Org::new();
-    org.run(&[
-        "--now",
-        "2026-11-01",
-        "import",
-        org.path("hr/2026-11-01.csv").to_str().unwrap(),
-    ])
-    .ok();
+    org.import("2026-11-01", "hr/2026-11-01.csv");
     let before = org
         .run(&["--now", "2026-11-01", "plan", "--json"])
         .ok()
@@ -303,13 +279,7 @@ fn the_mass_change_guard_refuses_a_truncated_file_until_overridden() {
 #[test]
 fn a_saved_plan_is_applied_exactly_or_refused_when_stale() {
     let org = Org::new();
-    org.run(&[
-        "--now",
-        "2026-11-01",
-        "import",
-        org.path("hr/2026-11-01.csv").to_str().unwrap(),
-    ])
-    .ok();
+    org.import("2026-11-01", "hr/2026-11-01.csv");
     let saved = org.path("plan.json");
     org.run(&[
         "--now",
@@ -320,13 +290,7 @@ fn a_saved_plan_is_applied_exactly_or_refused_when_stale() {
     ])
     .ok();
     // Something changes before it is applied: a new export arrives.
-    org.run(&[
-        "--now",
-        "2026-11-24",
-        "import",
-        org.path("hr/2026-11-24.csv").to_str().unwrap(),
-    ])
-    .ok();
+    org.import("2026-11-24", "hr/2026-11-24.csv");
     let r = org
         .run(&["--now", "2026-11-24", "apply", saved.to_str().unwrap()])
         .fails_with(3);
@@ -432,13 +396,7 @@ fn check_reports_every_problem_with_file_and_line() {
 #[test]
 fn audit_verify_names_a_tampered_record() {
     let org = Org::new();
-    org.run(&[
-        "--now",
-        "2026-11-01",
-        "import",
-        org.path("hr/2026-11-01.csv").to_str().unwrap(),
-    ])
-    .ok();
+    org.import("2026-11-01", "hr/2026-11-01.csv");
     org.run(&["--now", "2026-11-01", "apply"]).ok();
     org.run(&["audit", "verify"]).ok();
     let db = org.path("tenure.db");
@@ -482,13 +440,7 @@ fn a_refused_operation_stays_visible_until_an_operator_retries_it() {
         "CREATE TRIGGER reserved BEFORE INSERT ON crm_users WHEN NEW.username = 'donald.knuth' \
           BEGIN SELECT RAISE(ABORT, 'username is reserved'); END",
     );
-    org.run(&[
-        "--now",
-        "2026-11-01",
-        "import",
-        org.path("hr/2026-11-01.csv").to_str().unwrap(),
-    ])
-    .ok();
+    org.import("2026-11-01", "hr/2026-11-01.csv");
     let r = org.run(&["--now", "2026-11-01", "apply"]).fails_with(1);
     assert!(
         r.stdout.contains("failed for good and need attention"),
@@ -553,13 +505,7 @@ fn a_refused_operation_stays_visible_until_an_operator_retries_it() {
 #[test]
 fn discover_reports_linked_correlated_and_orphaned_accounts_and_changes_nothing() {
     let org = Org::new();
-    org.run(&[
-        "--now",
-        "2026-11-01",
-        "import",
-        org.path("hr/2026-11-01.csv").to_str().unwrap(),
-    ])
-    .ok();
+    org.import("2026-11-01", "hr/2026-11-01.csv");
     // Before the first apply: Ada's wiki account is found by correlation.
     let wiki = org
         .run(&[
@@ -703,13 +649,7 @@ fn plan_ops(org: &Org, now: &str, changed: bool) -> (Vec<serde_json::Value>, boo
 #[test]
 fn incremental_plans_match_full_reconciliation_through_joiners_movers_leavers_and_dates() {
     let org = Org::new();
-    org.run(&[
-        "--now",
-        "2026-11-01",
-        "import",
-        org.path("hr/2026-11-01.csv").to_str().unwrap(),
-    ])
-    .ok();
+    org.import("2026-11-01", "hr/2026-11-01.csv");
     // No plan applied yet: --changed covers everyone, and says so.
     let first = org.run(&["--now", "2026-11-01", "plan", "--changed"]).ok();
     assert!(
@@ -726,13 +666,7 @@ fn incremental_plans_match_full_reconciliation_through_joiners_movers_leavers_an
     assert!(ops.is_empty(), "{ops:?}");
 
     // Joiners, movers and leavers of the next export.
-    org.run(&[
-        "--now",
-        "2026-11-24",
-        "import",
-        org.path("hr/2026-11-24.csv").to_str().unwrap(),
-    ])
-    .ok();
+    org.import("2026-11-24", "hr/2026-11-24.csv");
     let (incremental, changed_only) = plan_ops(&org, "2026-11-24", true);
     assert!(changed_only);
     let (full, _) = plan_ops(&org, "2026-11-24", false);

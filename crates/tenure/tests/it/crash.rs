@@ -50,13 +50,7 @@ fn assert_each_operation_done_once(org: &Org, total: i64) {
 #[test]
 fn killing_apply_midway_loses_nothing_and_a_rerun_finishes() {
     let org = synthetic_org(6000);
-    org.run(&[
-        "--now",
-        "2026-11-01",
-        "import",
-        org.path("hr/big.csv").to_str().unwrap(),
-    ])
-    .ok();
+    org.import("2026-11-01", "hr/big.csv");
     let mut child = org
         .command(&[
             "--now",
@@ -225,13 +219,7 @@ fn two_processes_share_one_postgres_queue_without_doing_anything_twice() {
     };
     let mut org = synthetic_org(3000);
     org.database = url.clone();
-    org.run(&[
-        "--now",
-        "2026-11-01",
-        "import",
-        org.path("hr/big.csv").to_str().unwrap(),
-    ])
-    .ok();
+    org.import("2026-11-01", "hr/big.csv");
     org.run(&["--now", "2026-11-01", "apply", "--queue-only"])
         .ok();
     let total = rt.block_on(scalar(&url, "SELECT COUNT(*) FROM operations"));

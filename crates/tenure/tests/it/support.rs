@@ -91,6 +91,13 @@ impl Org {
         Run::from(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>(), o)
     }
 
+    /// Imports the organisation's file `file` as of `now`; it must succeed.
+    pub fn import(&self, now: &str, file: &str) -> Run {
+        let path = self.path(file);
+        self.run(&["--now", now, "import", path.to_str().unwrap()])
+            .ok()
+    }
+
     /// Number of operations `plan --json` would do now.
     pub fn pending_operations(&self, now: &str) -> usize {
         let r = self.run(&["--now", now, "plan", "--json"]).ok();
