@@ -41,7 +41,16 @@ use tenure_store::{GroupWrite, ScimQueryError, ScimRecord, StoreError, UserWrite
 pub struct ScimService {
     engine: Arc<Engine>,
     source: SourceConfig,
+    /// Writes to one resource in this process take turns (a stripe per
+    /// hash of kind and id): read, change and save with nobody in between,
+    /// so concurrent PATCHes of one user or group (clients adding members
+    /// in parallel) all succeed. Other processes on the same store still
+    /// meet at the stored version, and a write without If-Match retries.
+    writes: Box<[tokio::sync::Mutex<()>]>,
 }
+
+/// How many stripes [`ScimService::writes`] has.
+const WRITE_STRIPES: usize = 64;
 
 /// Checks a SCIM source's paths; every problem as a message.
 pub fn check_source(src: &SourceConfig) -> Vec<String> {
@@ -216,7 +225,22 @@ impl ScimService {
                         .into(),
                 )
             })?;
-        Ok(Self { engine, source })
+        Ok(Self {
+            engine,
+            source,
+            writes: (0..WRITE_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        })
+    }
+
+    /// The turn of writes to this resource in this process.
+    async fn write_turn(&self, kind: ResourceKind, id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (kind, id).hash(&mut h);
+        let stripe = usize::try_from(h.finish() % WRITE_STRIPES as u64).unwrap_or(0);
+        self.writes[stripe].lock().await
     }
 
     fn event(
@@ -1010,8 +1034,10 @@ impl Backend for ScimService {
         resource: Value,
         if_match: Option<i64>,
     ) -> Result<Stored, ScimError> {
-        // Without If-Match a concurrent write is not the client's problem:
-        // read again and retry (a stale version surfaces as 412).
+        let _turn = self.write_turn(kind, id).await;
+        // Without If-Match a concurrent write (from another process) is not
+        // the client's problem: read again and retry (a stale version
+        // surfaces as 412).
         let mut tries = 0;
         loop {
             let attempt = async {
@@ -1057,8 +1083,10 @@ impl Backend for ScimService {
         ops: &[PatchOp],
         if_match: Option<i64>,
     ) -> Result<Stored, ScimError> {
-        // Without If-Match a concurrent write is not the client's problem:
-        // read again and retry (a stale version surfaces as 412).
+        let _turn = self.write_turn(kind, id).await;
+        // Without If-Match a concurrent write (from another process) is not
+        // the client's problem: read again and retry (a stale version
+        // surfaces as 412).
         let mut tries = 0;
         loop {
             let attempt = async {
@@ -1099,6 +1127,7 @@ impl Backend for ScimService {
         id: &str,
         if_match: Option<i64>,
     ) -> Result<(), ScimError> {
+        let _turn = self.write_turn(kind, id).await;
         let cur = self.current(kind, id, if_match).await?;
         match kind {
             ResourceKind::User => self.delete_user(who, &cur).await,
