@@ -444,66 +444,52 @@ impl Store {
                OR (o.state = 'running' AND o.lease_until <= $3)) \
              ORDER BY o.priority DESC, o.id LIMIT $4"
         );
-        let bind_lane = |mut q: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>| {
-            match &lane {
-                Lane::Any => {}
-                Lane::Only(system) => q = q.bind(system.to_string()),
-                Lane::Except(list) => {
-                    for system in *list {
-                        q = q.bind(system.as_str().to_owned());
-                    }
-                }
-            }
-            q
-        };
         let mut tx = self.begin_write(&what).await?;
-        let (rows, reclaimed) = match self.dialect {
+        let sql = match self.dialect {
             // One statement: the candidates are locked (`SKIP LOCKED`: rows
             // another process is claiming are left to it) and updated, and
             // it says which of them were running.
-            Dialect::Postgres => {
-                let sql = format!(
-                    "WITH c AS ({candidates} FOR UPDATE OF o SKIP LOCKED) \
-                     UPDATE operations SET state = 'running', worker = $1, lease_until = $2 \
-                     FROM c WHERE operations.id = c.cid RETURNING c.was, {OP_COLUMNS}"
-                );
-                let q = sqlx::query(AssertSqlSafe(sql))
-                    .bind(worker.to_owned())
-                    .bind(until)
-                    .bind(now_us)
-                    .bind(limit);
-                let rows = bind_lane(q)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(|e| self.db_err(&what, e))?;
-                let mut reclaimed = 0u64;
-                for r in &rows {
-                    let was: String = self.col(r, "operations", "was", "(claim)")?;
-                    reclaimed += u64::from(was == "running");
-                }
-                (rows, reclaimed)
-            }
+            Dialect::Postgres => format!(
+                "WITH c AS ({candidates} FOR UPDATE OF o SKIP LOCKED) \
+                 UPDATE operations SET state = 'running', worker = $1, lease_until = $2 \
+                 FROM c WHERE operations.id = c.cid RETURNING c.was, {OP_COLUMNS}"
+            ),
             // SQLite has one writer: the transaction holds it from the
-            // candidates to the update. Its RETURNING sees only the new row.
-            Dialect::Sqlite => {
-                // $1 and $2 are not in the candidates' statement: numbered
-                // parameters keep their places.
-                let q = sqlx::query(AssertSqlSafe(candidates))
-                    .bind(worker.to_owned())
-                    .bind(until)
-                    .bind(now_us)
-                    .bind(limit);
-                let found = bind_lane(q)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(|e| self.db_err(&what, e))?;
-                let mut ids = Vec::with_capacity(found.len());
-                let mut reclaimed = 0u64;
-                for r in &found {
-                    ids.push(self.col::<i64>(r, "operations", "cid", "(claim)")?);
-                    let was: String = self.col(r, "operations", "was", "(claim)")?;
-                    reclaimed += u64::from(was == "running");
+            // candidates to their update (below; its RETURNING sees only the
+            // new row). $1 and $2 are not in the candidates' statement:
+            // numbered parameters keep their places.
+            Dialect::Sqlite => candidates,
+        };
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .bind(worker)
+            .bind(until)
+            .bind(now_us)
+            .bind(limit);
+        match &lane {
+            Lane::Any => {}
+            Lane::Only(system) => q = q.bind(*system),
+            Lane::Except(list) => {
+                for system in *list {
+                    q = q.bind(system.as_str());
                 }
+            }
+        }
+        let found = q
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(&what, e))?;
+        let mut reclaimed = 0u64;
+        for r in &found {
+            let was: String = self.col(r, "operations", "was", "(claim)")?;
+            reclaimed += u64::from(was == "running");
+        }
+        let rows = match self.dialect {
+            Dialect::Postgres => found,
+            Dialect::Sqlite => {
+                let ids = found
+                    .iter()
+                    .map(|r| self.col::<i64>(r, "operations", "cid", "(claim)"))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let mut rows = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks(ID_CHUNK) {
                     let sql = crate::sql::in_order(
@@ -524,7 +510,7 @@ impl Store {
                             .map_err(|e| self.db_err(&what, e))?,
                     );
                 }
-                (rows, reclaimed)
+                rows
             }
         };
         if reclaimed > 0 {
