@@ -9,7 +9,7 @@
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::progress::Progress;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use tenure_core::SystemId;
 use tenure_store::{QueuedOperation, RetryPolicy, SystemHealth};
 
@@ -64,9 +64,8 @@ type Outcome = Result<(), (String, bool)>;
 
 /// A batch run on its systems, its outcomes not recorded yet.
 struct Executed {
-    batch: Vec<QueuedOperation>,
-    /// The outcome of each operation of `batch`, in its order.
-    outcomes: Vec<Outcome>,
+    /// Each operation of the batch with its outcome.
+    runs: Vec<(QueuedOperation, Outcome)>,
     /// When its claim began: its lease runs from then until it is recorded.
     claimed_at: std::time::Instant,
 }
@@ -340,7 +339,7 @@ impl<'a> Executor<'a> {
             }
             match next? {
                 Some(e) => {
-                    let full = e.batch.len() == limit && at_size;
+                    let full = e.runs.len() == limit && at_size;
                     in_hand = Some((e, full));
                 }
                 // Nothing was runnable while the batch before was recorded:
@@ -363,18 +362,21 @@ impl<'a> Executor<'a> {
         batch: Vec<QueuedOperation>,
         claimed_at: std::time::Instant,
     ) -> Result<Executed, EngineError> {
-        let mut by_system: BTreeMap<&SystemId, Vec<&QueuedOperation>> = BTreeMap::new();
-        for q in &batch {
-            by_system.entry(&q.operation.system).or_default().push(q);
+        let mut by_system: BTreeMap<SystemId, Vec<QueuedOperation>> = BTreeMap::new();
+        for q in batch {
+            by_system
+                .entry(q.operation.system.clone())
+                .or_default()
+                .push(q);
         }
         let runs =
             futures::future::join_all(by_system.into_iter().map(|(system, qs)| async move {
-                let Some(conn) = self.engine.connectors.get(system) else {
+                let Some(conn) = self.engine.connectors.get(&system) else {
                     let msg = format!("system {system} is no longer in the configuration");
                     return qs
                         .into_iter()
                         .map(|q| (q, Err((msg.clone(), false))))
-                        .collect::<Vec<(&QueuedOperation, Outcome)>>();
+                        .collect::<Vec<(QueuedOperation, Outcome)>>();
                 };
                 let ops: Vec<_> = qs.iter().map(|q| q.operation.clone()).collect();
                 let started = std::time::Instant::now();
@@ -446,25 +448,8 @@ impl<'a> Executor<'a> {
             )
             .increment(n);
         }
-        let mut outcomes: HashMap<i64, Outcome> =
-            runs.into_iter().flatten().map(|(q, r)| (q.id, r)).collect();
-        let outcomes = batch
-            .iter()
-            .map(|q| {
-                outcomes.remove(&q.id).unwrap_or_else(|| {
-                    Err((
-                        format!(
-                            "system {} gave no result for this operation",
-                            q.operation.system
-                        ),
-                        true,
-                    ))
-                })
-            })
-            .collect();
         Ok(Executed {
-            batch,
-            outcomes,
+            runs: runs.into_iter().flatten().collect(),
             claimed_at,
         })
     }
@@ -473,21 +458,18 @@ impl<'a> Executor<'a> {
     /// later, or failed for good), with their audit records, and tells
     /// whoever is to be told about operations that wait for an operator.
     async fn record(&self, executed: Executed) -> Result<ExecStats, EngineError> {
-        let Executed {
-            batch, outcomes, ..
-        } = executed;
         let mut done = Vec::new();
         let mut transient = Vec::new();
         let mut permanent = Vec::new();
-        for (q, r) in batch.iter().zip(outcomes) {
+        for (q, r) in &executed.runs {
             match r {
                 Ok(()) => done.push(q),
                 Err((e, retry)) => {
                     tracing::warn!(operation = q.id, error = %e, transient = retry, "operation failed");
-                    if retry {
-                        transient.push((q, e));
+                    if *retry {
+                        transient.push((q, e.clone()));
                     } else {
-                        permanent.push((q, e));
+                        permanent.push((q, e.clone()));
                     }
                 }
             }
