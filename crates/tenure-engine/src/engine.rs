@@ -17,7 +17,9 @@ use tenure_core::policy::Policy;
 use tenure_core::{Link, SystemId};
 use tenure_store::{PlanId, Store};
 
-/// Everything an engine step needs.
+/// Everything an engine step needs. Cloning it is cheap (the store's pool,
+/// the policy, the connectors and the clocks are shared).
+#[derive(Clone)]
 pub struct Engine {
     /// The store.
     pub store: Store,
@@ -702,6 +704,8 @@ impl Engine {
 
     /// Executes queued operations until none is runnable now.
     pub async fn execute(&self, progress: &dyn Progress) -> Result<ExecStats, EngineError> {
-        Executor::new(self).run_until_idle(progress).await
+        std::sync::Arc::new(Executor::new(self))
+            .run_until_idle(progress)
+            .await
     }
 }

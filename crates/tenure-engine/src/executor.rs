@@ -71,8 +71,8 @@ struct Executed {
 }
 
 /// Executes the queue.
-pub struct Executor<'a> {
-    engine: &'a Engine,
+pub struct Executor {
+    engine: Engine,
     worker: String,
     retry: RetryPolicy,
     /// Each system's health, as of this run (loaded when a run starts).
@@ -89,16 +89,16 @@ enum LaneMode {
     Wait,
 }
 
-impl<'a> Executor<'a> {
+impl Executor {
     /// An executor for this process.
-    pub fn new(engine: &'a Engine) -> Self {
+    pub fn new(engine: &Engine) -> Self {
         let worker = format!(
             "{}-{}",
             std::process::id(),
             engine.wall.now().timestamp_micros()
         );
         Executor {
-            engine,
+            engine: engine.clone(),
             worker,
             retry: RetryPolicy {
                 base: std::time::Duration::from_secs(2),
@@ -209,7 +209,16 @@ impl<'a> Executor<'a> {
     /// operations only and runs them, so all systems work at the same time
     /// and a slow system holds up nobody else. (Plans are ordered by system:
     /// claims over all systems at once would give one system at a time.)
-    pub async fn run_until_idle(&self, progress: &dyn Progress) -> Result<ExecStats, EngineError> {
+    ///
+    /// Each lane is a task of its own, so lanes run on every thread of the
+    /// runtime: a lane holding the store's writer (SQLite has one) is not
+    /// kept waiting for a thread while another lane encodes its audit
+    /// records. Dropping the returned future stops the lanes at their next
+    /// step; their claims expire with their lease, as a dead process's do.
+    pub async fn run_until_idle(
+        self: std::sync::Arc<Self>,
+        progress: &dyn Progress,
+    ) -> Result<ExecStats, EngineError> {
         let mut stats = ExecStats::default();
         let counts = self.engine.store.queue_counts().await?;
         if counts.queued + counts.running == 0 {
@@ -223,13 +232,42 @@ impl<'a> Executor<'a> {
         }
         progress.start("applying", Some(counts.queued + counts.running));
         loop {
-            let lanes = self
-                .engine
-                .connectors
-                .keys()
-                .map(|system| self.run_lane(system, progress));
-            for lane in futures::future::join_all(lanes).await {
-                stats += lane?;
+            let (advanced, mut advances) = tokio::sync::mpsc::unbounded_channel();
+            let mut lanes = tokio::task::JoinSet::new();
+            for system in self.engine.connectors.keys() {
+                let (me, system, advanced) = (
+                    std::sync::Arc::clone(&self),
+                    system.clone(),
+                    advanced.clone(),
+                );
+                lanes.spawn(async move { me.run_lane(&system, &advanced).await });
+            }
+            drop(advanced);
+            let mut first_error = None;
+            loop {
+                tokio::select! {
+                    Some(n) = advances.recv() => progress.advance(n),
+                    lane = lanes.join_next() => match lane {
+                        None => break,
+                        Some(Ok(Ok(s))) => stats += s,
+                        Some(Ok(Err(e))) => {
+                            // The other lanes finish what they hold first.
+                            first_error.get_or_insert(e);
+                        }
+                        Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        Some(Err(e)) => {
+                            first_error.get_or_insert(EngineError::Internal {
+                                what: format!("running a lane of the executor: {e}"),
+                            });
+                        }
+                    },
+                }
+            }
+            while let Ok(n) = advances.try_recv() {
+                progress.advance(n);
+            }
+            if let Some(e) = first_error {
+                return Err(e);
             }
             // Whatever is left runnable now: operations on systems that are no
             // longer configured (they fail, saying so), or ones whose time came
@@ -285,7 +323,7 @@ impl<'a> Executor<'a> {
     async fn run_lane(
         &self,
         system: &SystemId,
-        progress: &dyn Progress,
+        progress: &tokio::sync::mpsc::UnboundedSender<u64>,
     ) -> Result<ExecStats, EngineError> {
         let mut stats = ExecStats::default();
         let mut size = FIRST_BATCH.min(self.engine.batch).max(1);
@@ -334,7 +372,8 @@ impl<'a> Executor<'a> {
                 if full {
                     size = next_batch(size, took, self.engine.lease, self.engine.batch);
                 }
-                progress.advance(s.done + s.failed);
+                // The receiver is gone only if the run was dropped.
+                let _ = progress.send(s.done + s.failed);
                 stats += s;
             }
             match next? {
