@@ -106,7 +106,12 @@ fn main() -> Result<()> {
             .enable_all()
             .build()
             .context("cannot start the Tokio runtime")?;
-        let result = rt.block_on(run::child(backend, &args.options()))?;
+        let options = args.options();
+        let result = rt.block_on(async move {
+            tokio::spawn(async move { run::child(backend, &options).await })
+                .await
+                .context("the benchmark's task failed")?
+        })?;
         println!("{RESULT_MARKER}");
         println!("{}", serde_json::to_string(&result)?);
         return Ok(());

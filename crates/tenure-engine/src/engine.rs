@@ -552,6 +552,9 @@ impl Engine {
         if !links.is_empty() || !planned.stale_links.is_empty() {
             self.store.save_links(&links, &planned.stale_links).await?;
         }
+        // Not held while the queue runs (one per account created: 300,000
+        // in a first apply at 100,000 people).
+        drop(links);
         if planned.plan.operations.is_empty() {
             if !planned.plan.superseded.is_empty() {
                 events.extend(self.cancel_events(&planned.plan));

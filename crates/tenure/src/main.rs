@@ -390,7 +390,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    // The command runs as a task on the runtime's threads, like the tasks it
+    // starts (the executor's lanes): the main thread only waits. Memory freed
+    // by one thread is then reused by the same few allocating threads.
+    let outcome = rt.block_on(async move {
+        match tokio::spawn(run(cli)).await {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(anyhow::anyhow!("the command's task stopped: {e}")),
+        }
+    });
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             let refused = e.downcast_ref::<EngineError>().is_some_and(|e| {

@@ -456,7 +456,7 @@ pub fn verify_text(v: &Verification) -> String {
 /// Writes the log as JSON lines.
 pub async fn export(store: &Store, out: Option<&std::path::Path>) -> Result<()> {
     use std::io::Write as _;
-    let mut w: Box<dyn std::io::Write> = match out {
+    let mut w: Box<dyn std::io::Write + Send> = match out {
         Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
